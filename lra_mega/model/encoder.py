@@ -1,0 +1,111 @@
+"""Mega encoder: embedding → N Mega blocks → final norm (prenorm), giving per-token features."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .checks import check_choice, check_positive, check_probability
+from .layer import MegaBlock
+from .norm import SequenceNorm
+
+INPUT_KINDS = ("tokens", "pixels")
+
+
+class TokenEmbedding(nn.Embedding):
+    """Token embedding, N(0, dim^−½), id 0 is padding (zero vector). Rejects out-of-range ids."""
+
+    def __init__(self, vocab_size: int, dim: int) -> None:
+        super().__init__(vocab_size, dim, padding_idx=0)
+        nn.init.normal_(self.weight, mean=0.0, std=dim**-0.5)
+        with torch.no_grad():
+            self.weight[0].zero_()
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if tokens.dtype.is_floating_point:
+            raise ValueError(
+                "the encoder was built for input_kind='tokens' but got float input; "
+                "use input_kind='pixels' for real-valued sequences"
+            )
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.num_embeddings):
+            raise ValueError(
+                f"token ids must lie in [0, {self.num_embeddings}) but the batch holds "
+                f"[{int(tokens.min())}, {int(tokens.max())}]; set vocab_size to cover the data"
+            )
+        return super().forward(tokens)
+
+
+class RealNumberEmbedding(nn.Module):
+    """Embedding of a real value per position: x·w + b (pixel tasks)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        nn.init.normal_(self.weight, mean=0.0, std=dim**-0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 3 and x.size(-1) == 1:
+            x = x.squeeze(-1)
+        return x.to(self.weight.dtype).unsqueeze(-1) * self.weight + self.bias
+
+
+class MegaEncoder(nn.Module):
+    """(B, L) tokens or pixels (+ mask, True = real) → (B, L, dim) features."""
+
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        input_kind: str = "tokens",
+        dim: int = 128,
+        depth: int = 4,
+        zdim: int = 64,
+        hdim: int = 256,
+        ndim: int = 16,
+        attention: str = "softmax",
+        norm: str = "layernorm",
+        prenorm: bool = True,
+        chunk_size: int = -1,
+        truncation: int | None = None,
+        max_len: int = 4096,
+        rel_pos: str = "simple",
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        bidirectional: bool = True,
+        ffn_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice("input_kind", input_kind, INPUT_KINDS)
+        check_positive("depth", depth)
+        if input_kind == "tokens":
+            if vocab_size is None or vocab_size < 2:
+                raise ValueError(f"vocab_size={vocab_size!r}: token input needs vocab_size >= 2")
+            self.embed: nn.Module = TokenEmbedding(vocab_size, dim)
+        else:
+            self.embed = RealNumberEmbedding(dim)
+        self.input_kind = input_kind
+        self.dim = dim
+        self.embed_dropout = nn.Dropout(check_probability("dropout", dropout))
+        self.layers = nn.ModuleList(
+            MegaBlock(
+                dim, zdim, hdim, ndim, ffn_dim, attention, norm, prenorm, chunk_size, truncation,
+                max_len, rel_pos, dropout, attention_dropout, hidden_dropout,
+                causal=not bidirectional,
+            )
+            for _ in range(depth)
+        )
+        self.final_norm = SequenceNorm(norm, dim) if prenorm else None
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, L) int64 tokens or float pixels; mask (B, L) bool → features (B, L, dim)."""
+        if mask is not None and mask.all():
+            mask = None  # nothing padded: take the cheaper unmasked paths
+        h = self.embed_dropout(self.embed(x))
+        if mask is not None:
+            h = h * mask.unsqueeze(-1).to(h.dtype)
+        for layer in self.layers:
+            h = layer(h, mask)
+        if self.final_norm is not None:
+            h = self.final_norm(h)
+        return h

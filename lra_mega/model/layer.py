@@ -1,0 +1,208 @@
+"""The Mega block: EMA-gated attention sublayer followed by a normalised feed-forward sublayer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import ATTENTION_FUNCTIONS, attend, laplace, relu2
+from .checks import check_choice, check_positive, check_probability
+from .ema import MultiDimDampedEMA
+from .norm import SequenceNorm
+from .position import build_relative_bias
+
+
+def init_linear(layer: nn.Linear) -> nn.Linear:
+    """Mega's linear init: weight N(0, 0.02), bias 0."""
+    nn.init.normal_(layer.weight, mean=0.0, std=0.02)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MovingAverageGatedAttention(nn.Module):
+    """EMA + single-head gated attention with a gated residual: (B, L, dim) → (B, L, dim)."""
+
+    def __init__(
+        self,
+        dim: int,
+        zdim: int = 64,
+        hdim: int = 256,
+        ndim: int = 16,
+        attention: str = "softmax",
+        norm: str = "layernorm",
+        prenorm: bool = True,
+        chunk_size: int = -1,
+        truncation: int | None = None,
+        max_len: int = 4096,
+        rel_pos: str = "simple",
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("dim", dim), ("zdim", zdim), ("hdim", hdim), ("max_len", max_len)):
+            check_positive(name, value)
+        check_positive("chunk_size", chunk_size, allow_minus_one=True)
+        check_choice("attention", attention, ATTENTION_FUNCTIONS)
+        check_choice("rel_pos", rel_pos, ("simple", "rotary"))
+        self.dim, self.zdim, self.hdim = dim, zdim, hdim
+        self.attention = attention
+        self.prenorm = prenorm
+        self.chunk_size = chunk_size
+        self.causal = causal
+        self.dropout = nn.Dropout(check_probability("dropout", dropout))
+        self.hidden_dropout = nn.Dropout(check_probability("hidden_dropout", hidden_dropout))
+        self.attention_dropout = check_probability("attention_dropout", attention_dropout)
+
+        self.norm = SequenceNorm(norm, dim)
+        self.ema = MultiDimDampedEMA(dim, ndim, bidirectional=not causal, truncation=truncation)
+        self.v_proj = init_linear(nn.Linear(dim, hdim))
+        self.mx_proj = init_linear(nn.Linear(dim, zdim + hdim + 2 * dim))
+        self.h_proj = init_linear(nn.Linear(hdim, dim))
+        self.qk_gamma = nn.Parameter(torch.empty(2, zdim))
+        self.qk_beta = nn.Parameter(torch.zeros(2, zdim))
+        nn.init.normal_(self.qk_gamma, mean=0.0, std=0.02)
+        bias_len = chunk_size if chunk_size > 0 else max_len
+        self.rel_pos_bias = build_relative_bias(rel_pos, zdim, bias_len)
+
+    def _gates(self, x: Tensor, mx: Tensor) -> tuple[Tensor, ...]:
+        """Projections of the paper's §3.2: v, u (φ), q, k, r, hx."""
+        v = self.hidden_dropout(F.silu(self.v_proj(x)))
+        base = self.mx_proj(self.dropout(mx))
+        u, zr, hx = base.split([self.dim, self.zdim + self.hdim, self.dim], dim=-1)
+        u = torch.sigmoid(u)
+        z, r = F.silu(zr).split([self.zdim, self.hdim], dim=-1)
+        qk = z.unsqueeze(-2) * self.qk_gamma + self.qk_beta
+        q, k = qk.unbind(dim=-2)
+        return v, u, q, k, r, hx
+
+    def _output(self, residual: Tensor, u: Tensor, attn: Tensor, r: Tensor, hx: Tensor) -> Tensor:
+        h = F.silu(hx + self.h_proj(self.hidden_dropout(attn) * r))
+        out = torch.addcmul(residual, u, self.dropout(h) - residual)
+        return out if self.prenorm else self.norm(out)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, L, dim), mask (B, L) bool (True = real) → (B, L, dim)."""
+        residual = x
+        if self.prenorm:
+            x = self.norm(x)
+        mx = self.ema(x, mask)
+        v, u, q, k, r, hx = self._gates(x, mx)
+        attn = attend(
+            q,
+            k,
+            v,
+            fn=self.attention,
+            bias=self.rel_pos_bias,
+            key_mask=mask,
+            causal=self.causal,
+            chunk_size=self.chunk_size,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )
+        return self._output(residual, u, attn, r, hx)
+
+    def step(self, x: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:
+        """Incremental (causal) decoding of one position: x (B, dim) → (y (B, dim), state)."""
+        if not self.causal:
+            raise ValueError("step() needs causal=True: a bidirectional layer sees the future")
+        state = {"ema": None, "keys": None, "values": None, "pos": 0} if state is None else state
+        residual = x
+        if self.prenorm:
+            x = self.norm(x.unsqueeze(1)).squeeze(1)
+        mx, ema_state = self.ema.step(x, state["ema"])
+        v, u, q, k, r, hx = self._gates(x, mx)
+        pos = state["pos"]
+        new_chunk = self.chunk_size > 0 and pos % self.chunk_size == 0
+        keys = k.unsqueeze(1) if state["keys"] is None or new_chunk else torch.cat(
+            [state["keys"], k.unsqueeze(1)], dim=1
+        )
+        values = v.unsqueeze(1) if state["values"] is None or new_chunk else torch.cat(
+            [state["values"], v.unsqueeze(1)], dim=1
+        )
+        seen = keys.size(1)
+        bias = self.rel_pos_bias(seen)[-1].to(q.dtype)  # offsets −(seen−1) … 0
+        scores = torch.einsum("bz,btz->bt", q, keys)
+        if self.attention == "softmax":
+            weights = torch.softmax(scores * self.zdim**-0.5 + bias, dim=-1)
+        else:
+            activation = laplace if self.attention == "laplace" else relu2
+            weights = activation(scores / seen + bias)
+        attn = torch.einsum("bt,bth->bh", weights, values)
+        out = self._output(residual, u, attn, r, hx)
+        new_state = {"ema": ema_state, "keys": keys, "values": values, "pos": pos + 1}
+        return out, new_state
+
+
+class NormalizedFeedForward(nn.Module):
+    """x + fc2(silu(fc1(norm(x)))) with pre- or post-norm."""
+
+    def __init__(
+        self,
+        dim: int,
+        ffn_dim: int,
+        norm: str = "layernorm",
+        prenorm: bool = True,
+        dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_positive("ffn_dim", ffn_dim)
+        self.prenorm = prenorm
+        self.norm = SequenceNorm(norm, dim)
+        self.fc1 = init_linear(nn.Linear(dim, ffn_dim))
+        self.fc2 = init_linear(nn.Linear(ffn_dim, dim))
+        self.dropout = nn.Dropout(check_probability("dropout", dropout))
+        self.hidden_dropout = nn.Dropout(check_probability("hidden_dropout", hidden_dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        residual = x
+        if self.prenorm:
+            x = self.norm(x)
+        x = self.dropout(self.fc2(self.hidden_dropout(F.silu(self.fc1(x)))))
+        out = x + residual
+        return out if self.prenorm else self.norm(out)
+
+
+class MegaBlock(nn.Module):
+    """[norm] → EMA-gated attention → [norm] → NFFN, as one encoder/decoder layer."""
+
+    def __init__(
+        self,
+        dim: int,
+        zdim: int = 64,
+        hdim: int = 256,
+        ndim: int = 16,
+        ffn_dim: int | None = None,
+        attention: str = "softmax",
+        norm: str = "layernorm",
+        prenorm: bool = True,
+        chunk_size: int = -1,
+        truncation: int | None = None,
+        max_len: int = 4096,
+        rel_pos: str = "simple",
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.attention = MovingAverageGatedAttention(
+            dim, zdim, hdim, ndim, attention, norm, prenorm, chunk_size, truncation, max_len,
+            rel_pos, dropout, attention_dropout, hidden_dropout, causal,
+        )
+        self.ffn = NormalizedFeedForward(
+            dim, ffn_dim or hdim, norm, prenorm, dropout, hidden_dropout
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.ffn(self.attention(x, mask))
+
+    def step(self, x: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:
+        """One causal decoding step: x (B, dim) → (y (B, dim), state)."""
+        y, state = self.attention.step(x, state)
+        return self.ffn(y.unsqueeze(1)).squeeze(1), state

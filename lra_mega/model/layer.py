@@ -82,7 +82,7 @@ class MovingAverageGatedAttention(nn.Module):
         return v, u, q, k, r, hx
 
     def _output(self, residual: Tensor, u: Tensor, attn: Tensor, r: Tensor, hx: Tensor) -> Tensor:
-        h = F.silu(hx + self.h_proj(self.hidden_dropout(attn) * r))
+        h = F.silu(hx + self.h_proj(attn * r))
         out = torch.addcmul(residual, u, self.dropout(h) - residual)
         return out if self.prenorm else self.norm(out)
 

@@ -1,0 +1,1 @@
+"""Fused / memory-lean attention paths; the plain PyTorch path in attention.py is the reference."""

@@ -27,11 +27,13 @@ class TokenEmbedding(nn.Embedding):
                 "the encoder was built for input_kind='tokens' but got float input; "
                 "use input_kind='pixels' for real-valued sequences"
             )
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.num_embeddings):
-            raise ValueError(
-                f"token ids must lie in [0, {self.num_embeddings}) but the batch holds "
-                f"[{int(tokens.min())}, {int(tokens.max())}]; set vocab_size to cover the data"
-            )
+        if tokens.numel():
+            low, high = torch.stack(torch.aminmax(tokens)).tolist()  # one device sync
+            if low < 0 or high >= self.num_embeddings:
+                raise ValueError(
+                    f"token ids must lie in [0, {self.num_embeddings}) but the batch holds "
+                    f"[{low}, {high}]; set vocab_size to cover the data"
+                )
         return super().forward(tokens)
 
 

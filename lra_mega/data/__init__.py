@@ -1,0 +1,26 @@
+"""Data layer: one LightningDataModule per LRA task, keyed by task name."""
+
+from __future__ import annotations
+
+from lra_mega.data.base import LRADataModule
+from lra_mega.data.errors import LRAConfigError, LRADataError
+from lra_mega.data.image import ImageDataModule
+from lra_mega.data.listops import ListOpsDataModule
+from lra_mega.data.pathfinder import PathfinderDataModule, PathXDataModule
+from lra_mega.data.retrieval import RetrievalDataModule
+from lra_mega.data.text import TextDataModule
+
+DATAMODULES: dict[str, type[LRADataModule]] = {
+    "listops": ListOpsDataModule,
+    "text": TextDataModule,
+    "retrieval": RetrievalDataModule,
+    "image": ImageDataModule,
+    "pathfinder": PathfinderDataModule,
+    "pathx": PathXDataModule,
+}
+
+__all__ = [
+    "DATAMODULES", "LRADataModule", "LRADataError", "LRAConfigError",
+    "ListOpsDataModule", "TextDataModule", "RetrievalDataModule", "ImageDataModule",
+    "PathfinderDataModule", "PathXDataModule",
+]

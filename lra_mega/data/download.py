@@ -1,0 +1,225 @@
+"""Fetch the data the LRA tasks need: the official release archive and hub datasets.
+
+* :func:`download_file` — HTTP(S) download with resume (``Range``), size check,
+  optional sha256, free-disk check and a rich progress bar.
+* :func:`extract_tasks` — one streaming pass over ``lra_release.gz`` extracting only
+  the members of the requested tasks into ``<dest>/lra_release/``.
+* :func:`fetch_hub` — save a hub dataset (IMDB, CIFAR-10) as parquet files under
+  ``<cache_dir>/hub/<task>/``, where the datamodules look first.
+
+Every failure is one :class:`LRADataError` line saying what failed and how to fix it by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+
+from lra_mega.data.errors import LRADataError
+from lra_mega.data.hub import HUB_DATASETS, local_parquet_dir
+
+log = logging.getLogger(__name__)
+
+RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
+ARCHIVE_NAME = "lra_release.gz"
+#: task -> paths inside lra_release/ whose members belong to it
+TASK_MEMBERS = {
+    "listops": ("listops-1000/",),
+    "retrieval": ("tsv_data/new_aan_pairs",),
+    "pathfinder": ("pathfinder32/",),
+    "pathx": ("pathfinder128/",),
+}
+RELEASE_TASKS = tuple(TASK_MEMBERS)
+HUB_TASKS = tuple(HUB_DATASETS)
+ALL_TASKS = RELEASE_TASKS + HUB_TASKS
+_CHUNK = 1 << 20
+
+
+def _offline_hint(dest: Path) -> str:
+    return (f"download {RELEASE_URL} by hand and put {ARCHIVE_NAME} in {dest} (then rerun), "
+            f"or unpack it so that {dest / 'lra_release'} holds listops-1000/, tsv_data/, pathfinder32/...")
+
+
+def _open(url: str, start: int = 0, method: str = "GET", timeout: float = 30.0):
+    req = urllib.request.Request(url, method=method, headers={"User-Agent": "lra_mega"})
+    if start > 0:
+        req.add_header("Range", f"bytes={start}-")
+    return urllib.request.urlopen(req, timeout=timeout)
+
+
+def remote_size(url: str, timeout: float = 30.0) -> int | None:
+    """Content-Length of ``url`` from a HEAD request (None if the server does not say)."""
+    with _open(url, method="HEAD", timeout=timeout) as r:
+        n = r.headers.get("Content-Length")
+    return int(n) if n is not None else None
+
+
+def download_file(url: str, dest: str | os.PathLike, expected_size: int | None = None,
+                  sha256: str | None = None, timeout: float = 30.0, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` when present.
+
+    Checks free disk space before starting, the final size against ``expected_size``
+    (or the server's), and ``sha256`` when given. Returns ``dest``.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        total = remote_size(url, timeout) if expected_size is None else expected_size
+        if dest.exists() and (total is None or dest.stat().st_size == total):
+            log.info("%s already downloaded", dest)
+            return _check_sha(dest, sha256)
+        have = part.stat().st_size if part.exists() else 0
+        if total is not None and have > total:
+            part.unlink()
+            have = 0
+        if total is not None:
+            free = shutil.disk_usage(dest.parent).free
+            if free < (total - have):
+                raise LRADataError(f"not enough disk space in {dest.parent}: need {(total - have) / 1e9:.2f} GB "
+                                   f"for {dest.name}, have {free / 1e9:.2f} GB; free space or pass --dest elsewhere")
+        if total is None or have < total:
+            with _open(url, start=have, timeout=timeout) as r:
+                if have and r.status != 206:  # server ignored Range: start over
+                    log.warning("server did not resume %s; downloading from the start", url)
+                    have = 0
+                if total is None and r.headers.get("Content-Length") is not None:
+                    total = have + int(r.headers["Content-Length"])
+                with open(part, "ab" if have else "wb") as f, _Bar(dest.name, total, have, progress) as bar:
+                    while True:
+                        block = r.read(_CHUNK)
+                        if not block:
+                            break
+                        f.write(block)
+                        bar.advance(len(block))
+        size = part.stat().st_size
+        if total is not None and size != total:
+            raise LRADataError(f"download of {url} ended at {size} of {total} bytes; rerun the same command "
+                               f"to resume from {part}")
+        os.replace(part, dest)
+    except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise LRADataError(f"could not reach {url} ({reason}); {_offline_hint(dest.parent)}") from e
+    return _check_sha(dest, sha256)
+
+
+def _check_sha(path: Path, sha256: str | None) -> Path:
+    if sha256:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(_CHUNK), b""):
+                h.update(block)
+        if h.hexdigest() != sha256.lower():
+            raise LRADataError(f"{path} has sha256 {h.hexdigest()}, expected {sha256}; delete it and download again")
+    return path
+
+
+def _release_relpath(name: str) -> PurePosixPath | None:
+    """Path of a member relative to lra_release/ (leading ``./`` and ``lra_release/`` dropped)."""
+    parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
+    while parts and parts[0] == "lra_release":
+        parts = parts[1:]
+    if not parts or any(p == ".." for p in parts) or PurePosixPath(name).is_absolute():
+        return None
+    return PurePosixPath(*parts)
+
+
+def extract_tasks(archive: str | os.PathLike, dest: str | os.PathLike, tasks: list[str],
+                  progress: bool = True) -> dict[str, int]:
+    """Extract the members of ``tasks`` into ``<dest>/lra_release/``; returns files per task.
+
+    One streaming pass, so it works on the 8 GB archive without random access.
+    Files already present with the same size are skipped (re-running is cheap).
+    """
+    unknown = [t for t in tasks if t not in TASK_MEMBERS]
+    if unknown:
+        raise LRADataError(f"cannot extract {unknown} from the LRA release; release tasks are {list(RELEASE_TASKS)}")
+    out_root = Path(dest) / "lra_release"
+    counts = {t: 0 for t in tasks}
+    try:
+        with tarfile.open(archive, "r|*") as tf, _Bar("extracting", None, 0, progress) as bar:
+            for m in tf:
+                rel = _release_relpath(m.name)
+                if rel is None or not m.isfile():
+                    continue
+                task = next((t for t in tasks if any(str(rel).startswith(p) for p in TASK_MEMBERS[t])), None)
+                if task is None:
+                    continue
+                target = out_root / rel
+                if target.exists() and target.stat().st_size == m.size:
+                    counts[task] += 1
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(m)
+                tmp = target.with_name(target.name + ".tmp")
+                with open(tmp, "wb") as f:
+                    shutil.copyfileobj(src, f, _CHUNK)
+                os.replace(tmp, target)
+                counts[task] += 1
+                bar.advance(1)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise LRADataError(f"cannot read archive {archive} ({e}); it may be truncated: delete it and rerun "
+                           f"`python scripts/download_lra.py`") from e
+    empty = [t for t, n in counts.items() if n == 0]
+    if empty:
+        raise LRADataError(f"archive {archive} holds no files for {empty}: truncated, or not the LRA release "
+                           f"({RELEASE_URL})? delete it and rerun `python scripts/download_lra.py`")
+    return counts
+
+
+def fetch_hub(task: str, cache_dir: str | os.PathLike) -> Path:
+    """Save the train/test splits of a hub task as parquet under ``<cache_dir>/hub/<task>``."""
+    name, _ = HUB_DATASETS[task]
+    out = local_parquet_dir(Path(cache_dir), task)
+    try:
+        import datasets
+
+        dd = datasets.load_dataset(name)
+        out.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "test"):
+            dd[split].to_parquet(str(out / f"{split}-00000-of-00001.parquet"))
+    except LRADataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - datasets raises many types when offline
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise LRADataError(f"could not fetch hub dataset {name!r} ({type(e).__name__}: {first}); when online rerun "
+                           f"this command, or place its train-*.parquet/test-*.parquet files in {out} "
+                           f"(or anywhere and set data.root=<that dir>)") from e
+    return out
+
+
+class _Bar:
+    """Rich progress bar context (bytes when ``total`` is known, a counter otherwise)."""
+
+    def __init__(self, label: str, total: int | None, done: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.label, self.total, self.done = label, total, done
+
+    def __enter__(self) -> "_Bar":
+        if self.enabled:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+            cols = [TextColumn("{task.description}"), BarColumn()]
+            if self.label != "extracting":
+                cols += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+            else:
+                cols += [TextColumn("{task.completed} files")]
+            self._p = Progress(*cols, transient=True)
+            self._t = self._p.add_task(self.label, total=self.total, completed=self.done)
+            self._p.start()
+        return self
+
+    def advance(self, n: int) -> None:
+        if self.enabled:
+            self._p.advance(self._t, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._p.stop()

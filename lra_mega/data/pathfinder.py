@@ -1,0 +1,179 @@
+"""Pathfinder (32x32) and Path-X (128x128): generated (default) or read from the LRA release.
+
+Batches carry the image flattened row-major to ``(B, H*W)`` float32, normalised
+``(x/255 - 0.5) / 0.5``, with an all-true mask. Generated splits are independent streams
+of one seed (``[seed, 0|1|2]`` for train/val/test), made in resumable shards by a process
+pool and cached; release splits are a fixed-seed 80/10/10 shuffle of all images.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from lra_mega.data.base import LRADataModule
+from lra_mega.data.cache import load_split as load_cached, save_split, split_cache_dir
+from lra_mega.data.errors import LRAConfigError
+from lra_mega.data.pathfinder_generate import (BLOCK_SIZE, DIFFICULTIES, GENERATOR_VERSION, PathfinderSettings,
+                                               Seed, generate, pathfinder_settings)
+from lra_mega.data.pathfinder_release import read_release, release_subdir, split_indices
+from lra_mega.data.sequences import PixelDataset
+from lra_mega.data.shards import prepare_shard_dir, read_shard, run_shards
+
+log = logging.getLogger(__name__)
+
+SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
+
+
+def _make_shard(settings: PathfinderSettings, seed: Seed, shard_size: int, n: int, index: int
+                ) -> dict[str, np.ndarray]:
+    start = index * shard_size
+    block = generate(settings, min(shard_size, n - start), seed, start=start)
+    return {"pixels": block.images.reshape(len(block.images), -1), "labels": block.labels}
+
+
+def generate_split(out_dir: str | os.PathLike, settings: PathfinderSettings, n: int, seed: Seed, *,
+                   shard_size: int = 8 * BLOCK_SIZE, workers: int | None = None, progress: bool = True,
+                   meta: dict[str, Any] | None = None,
+                   on_shard_done: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Generate ``n`` images into the cache directory ``out_dir`` and return its arrays.
+
+    Shards go to the sibling ``<out_dir>.shards`` (resumable: a re-run after a kill makes
+    only the missing shards), then are consolidated with :func:`cache.save_split` into
+    ``pixels`` (n, H*W) uint8 and ``labels`` (n,) int64, and the shards are removed.
+    The content depends only on ``(settings, seed)`` (not on ``shard_size`` or ``workers``).
+    """
+    if n < 1:
+        raise LRAConfigError(f"pathfinder: number of images must be >= 1, got n={n}")
+    if shard_size < 1 or shard_size % BLOCK_SIZE:
+        raise LRAConfigError(f"pathfinder: shard_size must be a positive multiple of {BLOCK_SIZE}, "
+                             f"got {shard_size}")
+    out_dir = Path(out_dir)
+    spec = {"settings": settings.to_dict(), "seed": seed, "n": n, "shard_size": shard_size,
+            "gen": GENERATOR_VERSION}
+    shard_dir = prepare_shard_dir(out_dir.with_name(out_dir.name + ".shards"), spec)
+    rows = [min(shard_size, n - i) for i in range(0, n, shard_size)]
+    workers = min(os.cpu_count() or 1, len(rows)) if workers is None else max(1, int(workers))
+    make = functools.partial(_make_shard, settings, seed, shard_size, n)
+    paths = run_shards(shard_dir, rows, make, workers=workers, progress=progress,
+                       description=f"pathfinder{settings.image_size}: {n} images", on_shard_done=on_shard_done)
+    side = settings.image_size
+    # consolidate through a file-backed array so Path-X (GBs) never sits in memory twice
+    pixels = np.lib.format.open_memmap(shard_dir / "pixels.npy", mode="w+", dtype=np.uint8, shape=(n, side * side))
+    labels = np.zeros(n, np.int64)
+    for i, path in enumerate(paths):
+        shard = read_shard(path, rows[i])
+        if shard is None:
+            raise RuntimeError(f"shard {path} vanished or broke during consolidation; re-run to rebuild it")
+        lo = i * shard_size
+        pixels[lo:lo + rows[i]] = shard["pixels"]
+        labels[lo:lo + rows[i]] = shard["labels"]
+    pixels.flush()
+    save_split(out_dir, {"pixels": pixels, "labels": labels},
+               {**(meta or {}), **spec, "count": n, "positives": int(labels.sum())})
+    del pixels
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    arrays = load_cached(out_dir)
+    if arrays is None:
+        raise RuntimeError(f"pathfinder: cache {out_dir} unreadable right after writing it")
+    return arrays
+
+
+class PathfinderDataModule(LRADataModule):
+    """LRA Pathfinder: 32x32 images, 2 classes, ``seq_len`` 1024.
+
+    Args:
+        n_train, n_val, n_test: split sizes for ``source="generate"`` (LRA: 160k/20k/20k).
+            A smaller size of the same seed is a prefix of a larger one.
+        difficulty: contour length: 6 (curv_baseline), 9 or 14 (LRA's choice, default).
+        workers: generator / decoder processes (default: all CPUs); data do not depend on it.
+        shard_size: images per resumable generation shard (multiple of 256; default 2048).
+        generator: overrides of :class:`PathfinderSettings` fields (e.g. ``{"margin": 1.0}``).
+        **kwargs: :class:`~lra_mega.data.base.LRADataModule` arguments (``batch_size``,
+            ``seed``, ``cache_dir``, ``source`` ∈ {generate, release}, ``root`` for release).
+    """
+
+    task: ClassVar[str] = "pathfinder"
+    resolution: ClassVar[int] = 32
+    sources = ("generate", "release")
+    default_source = "generate"
+    num_classes = 2
+    vocab_size = None
+    input_kind = "pixels"
+    dual = False
+    pixel_mean = 0.5
+    pixel_std = 0.5
+
+    def __init__(self, n_train: int = 160_000, n_val: int = 20_000, n_test: int = 20_000,
+                 difficulty: int = 14, workers: int | None = None, shard_size: int = 2048,
+                 generator: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        sizes = {"train": n_train, "val": n_val, "test": n_test}
+        for name, n in sizes.items():
+            if int(n) < 1:
+                raise LRAConfigError(f"task {self.task!r}: data.n_{name} must be >= 1, got {n}")
+        if difficulty not in DIFFICULTIES:
+            raise LRAConfigError(f"task {self.task!r}: data.difficulty={difficulty!r} is not a contour length "
+                                 f"of the benchmark; use 6 (curv_baseline), 9 or 14")
+        if int(shard_size) < 1 or int(shard_size) % BLOCK_SIZE:
+            raise LRAConfigError(f"task {self.task!r}: data.shard_size must be a positive multiple of "
+                                 f"{BLOCK_SIZE}, got {shard_size}")
+        self.sizes = {k: int(v) for k, v in sizes.items()}
+        self.difficulty = int(difficulty)
+        self.workers = workers
+        self.shard_size = int(shard_size)
+        self.settings = pathfinder_settings(self.resolution, self.difficulty, **(generator or {}))
+        self.seq_len = self.resolution * self.resolution
+
+    def _key(self, split: str) -> dict[str, Any]:
+        if self.source == "generate":
+            return self.cache_key(split, seed=self.seed, n=self.sizes[split], gen=GENERATOR_VERSION,
+                                  settings=self.settings.to_dict())
+        set_dir = self.release_path(release_subdir(self.resolution, self.difficulty))
+        meta = sorted((set_dir / "metadata").glob("*.npy"))
+        stamp = [len(meta), max((int(p.stat().st_mtime) for p in meta), default=-1)]
+        return self.cache_key(split, dir=str(set_dir.resolve()), seed=self.seed, meta=stamp)
+
+    def _release_all(self, want: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Decode the release once; cache every split, return ``want`` for the caller."""
+        set_dir = self.release_path(release_subdir(self.resolution, self.difficulty))
+        pixels, labels, skipped = read_release(set_dir, self.resolution, workers=self.workers)
+        out = {}
+        for split, idx in split_indices(len(labels), self.seed).items():
+            out[split] = ({"pixels": pixels[idx], "labels": labels[idx]},
+                          {"count": len(idx), "skipped_in_release": skipped})
+            if split != want:
+                self.cached(self._key(split), lambda r=out[split]: r)
+        return out[want]
+
+    def load_split(self, split: str) -> Dataset:
+        key = self._key(split)
+        if self.source == "release":
+            arrays, path = self.cached(key, lambda: self._release_all(split))
+            return PixelDataset(arrays, path=path)
+        path = split_cache_dir(self.cache_dir, self.task, key)
+        arrays = load_cached(path)
+        if arrays is None:
+            arrays = generate_split(path, self.settings, self.sizes[split], [self.seed, SPLIT_STREAM[split]],
+                                    shard_size=self.shard_size, workers=self.workers, meta={"key": key})
+        return PixelDataset(arrays, path=path)
+
+
+class PathXDataModule(PathfinderDataModule):
+    """LRA Path-X: Pathfinder at 128x128, ``seq_len`` 16384 (same arguments; shard_size 512)."""
+
+    task: ClassVar[str] = "pathx"
+    resolution: ClassVar[int] = 128
+
+    def __init__(self, *args: Any, shard_size: int = 512, **kwargs: Any) -> None:
+        super().__init__(*args, shard_size=shard_size, **kwargs)
+
+
+__all__ = ["PathfinderDataModule", "PathXDataModule", "generate_split"]

@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""Collect every results.json under RUNS_DIR into a markdown table against the paper
+(Mega, Mega-chunk, S4) and draw learning curves from the csv logs.
+
+    python scripts/results_table.py outputs
+    python scripts/results_table.py outputs --out table.md --plot curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lra_mega.report import collect, markdown_table, plot_curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("runs_dir", type=Path)
+    p.add_argument("--out", type=Path, help="markdown file (default RUNS_DIR/results.md)")
+    p.add_argument("--plot", type=Path, help="PNG file (default RUNS_DIR/curves.png)")
+    args = p.parse_args(argv)
+    results = collect(args.runs_dir)
+    if not results:
+        print(f"results_table: error: no results.json under {args.runs_dir}", file=sys.stderr)
+        return 1
+    table = markdown_table(results, args.runs_dir)
+    out = args.out or args.runs_dir / "results.md"
+    out.write_text(table)
+    png = plot_curves(results, args.runs_dir, args.plot or args.runs_dir / "curves.png")
+    print(table, end="")
+    print(f"\n{len(results)} runs -> {out}, {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Helpers for the harness tests: in-process config composition, task names, CLI errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import lra_mega.resolvers  # noqa: F401
+
+TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The job config for ``overrides``; with ``output_dir``, ready for ``train(cfg)``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module("lra_mega.configs", version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.override_dirname = ""
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ``lra_mega: error:`` lines of a CLI's stderr."""
+    return [ln for ln in stderr.splitlines() if ln.startswith("lra_mega: error:")]

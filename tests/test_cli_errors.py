@@ -1,0 +1,53 @@
+"""User mistakes end in one line that says what is wrong and what is allowed; exit status 1."""
+
+from __future__ import annotations
+
+import pytest
+from harness import TASKS, error_lines
+
+
+def _one_line_error(proc) -> str:
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_unknown_task_lists_the_tasks(run_cli):
+    line = _one_line_error(run_cli("task=nonsense"))
+    assert "nonsense" in line
+    for task in TASKS:
+        assert task in line
+
+
+def test_missing_task_lists_the_tasks(run_cli):
+    line = _one_line_error(run_cli())
+    assert "task" in line and all(task in line for task in TASKS)
+
+
+def test_unknown_trainer_lists_the_trainers(run_cli):
+    line = _one_line_error(run_cli("task=listops", "trainer=bogus"))
+    for name in ("bogus", "default", "smoke", "cpu", "gpu", "ddp"):
+        assert name in line
+
+
+def test_bad_model_argument_lists_valid_values(run_cli, tmp_path):
+    line = _one_line_error(run_cli("task=listops", "trainer=smoke", "model.attention=bogus",
+                                   f"hydra.run.dir={tmp_path}"))
+    for word in ("attention", "bogus", "softmax", "laplace", "relu2"):
+        assert word in line
+
+
+def test_missing_data_names_the_fetch_command(run_cli, tmp_path):
+    line = _one_line_error(run_cli("task=retrieval", "trainer=smoke", "logger=none",
+                                   f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"))
+    assert "download_lra.py" in line
+
+
+@pytest.mark.parametrize("debug", [["hydra.verbose=true"], []])
+def test_debug_shows_the_traceback(run_cli, tmp_path, debug):
+    env = {} if debug else {"LRA_MEGA_DEBUG": "1"}
+    proc = run_cli("task=listops", "trainer=smoke", "model.attention=bogus",
+                   f"hydra.run.dir={tmp_path}", *debug, env=env)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr

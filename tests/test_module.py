@@ -1,0 +1,97 @@
+"""LRAClassifier: weight-decay groups, LR schedule, dual-encoder forward, metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lra_mega.module import LRAClassifier
+
+
+def _module(**kw) -> LRAClassifier:
+    enc = {"_target_": "lra_mega.model.MegaEncoder", "vocab_size": 16, "input_kind": "tokens", "dim": 16,
+           "depth": 2, "zdim": 8, "hdim": 32, "norm": kw.pop("norm", "layernorm"), "max_len": 64}
+    head = {"_target_": "lra_mega.model.ClassificationHead", "dim": 16, "num_classes": 10}
+    return LRAClassifier(encoder=enc, head=head, num_classes=10, **kw)
+
+
+def _groups(module: LRAClassifier) -> dict[str, set[str]]:
+    opt = module.configure_optimizers()["optimizer"]
+    by_id = {id(p): n for n, p in module.named_parameters()}
+    return {g["name"]: {by_id[id(p)] for p in g["params"]} | {f"wd={g['weight_decay']}"} for g in opt.param_groups}
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "scalenorm", "batchnorm"])
+def test_no_weight_decay_on_norms_biases_and_ema(norm):
+    module = _module(norm=norm, weight_decay=0.05)
+    groups = _groups(module)
+    assert "wd=0.05" in groups["decay"] and "wd=0.0" in groups["no_decay"]
+    names = [n for n, _ in module.named_parameters()]
+    assert sorted(groups["decay"] | groups["no_decay"]) == sorted(names + ["wd=0.05", "wd=0.0"])
+    for name in names:
+        if "norm" in name or name.endswith("bias") or ".ema." in name or "rel_pos" in name:
+            assert name in groups["no_decay"], name
+        if name.endswith(("embed.weight", "_proj.weight", "fc1.weight", "fc2.weight", "mlp.0.weight")):
+            assert name in groups["decay"], name
+    # the EMA's 3-d delta/alpha/beta would decay by shape alone: they must not
+    assert {n for n in names if n.endswith("ema.delta")} <= groups["no_decay"]
+
+
+def test_lr_schedule_matches_warmup_then_linear_decay():
+    module = _module(lr=1e-2, warmup_steps=4, total_steps=12)
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "step"
+    # LR used by update k (0-based): 1e-2·(k+1)/4 while k < 4, then 1e-2·(12-k)/8, never below 0
+    expected = {0: 2.5e-3, 1: 5e-3, 2: 7.5e-3, 3: 1e-2, 4: 1e-2, 6: 7.5e-3, 8: 5e-3, 11: 1.25e-3, 12: 0.0, 14: 0.0}
+    seen = {}
+    for step in range(15):
+        seen[step] = opt.param_groups[0]["lr"]
+        assert opt.param_groups[1]["lr"] == seen[step]
+        opt.step()
+        sched.step()
+    for step, lr in expected.items():
+        assert seen[step] == pytest.approx(lr, abs=1e-12), step
+
+
+def test_dual_forward_encodes_both_documents_in_one_call():
+    torch.manual_seed(0)
+    enc = {"_target_": "lra_mega.model.MegaEncoder", "vocab_size": 20, "input_kind": "tokens", "dim": 16,
+           "depth": 1, "zdim": 8, "hdim": 32, "max_len": 32, "dropout": 0.0}
+    head = {"_target_": "lra_mega.model.RetrievalHead", "dim": 16, "num_classes": 2}
+    module = LRAClassifier(encoder=enc, head=head, num_classes=2, dual=True).eval()
+    calls = []
+    module.encoder.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    x = torch.randint(1, 20, (3, 2, 12))
+    mask = torch.ones(3, 2, 12, dtype=torch.bool)
+    mask[:, 1, 9:] = False
+    x[~mask] = 0
+    logits = module(x, mask)
+    assert logits.shape == (3, 2) and calls == [torch.Size([6, 12])]
+    # independently: encode each document on its own and apply the head
+    with torch.no_grad():
+        f1 = module.encoder(x[:, 0], mask[:, 0])
+        f2 = module.encoder(x[:, 1], mask[:, 1])
+        ref = module.head(f1, mask[:, 0], f2, mask[:, 1])
+    torch.testing.assert_close(logits.detach(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_hyperparameters_rebuild_the_model(tmp_path):
+    module = _module(lr=3e-3)
+    assert module.hparams.lr == 3e-3 and module.hparams.encoder["_target_"].endswith("MegaEncoder")
+    path = tmp_path / "m.pt"
+    torch.save({"hp": dict(module.hparams), "sd": module.state_dict()}, path)
+    saved = torch.load(path, weights_only=False)
+    clone = LRAClassifier(**saved["hp"])
+    clone.load_state_dict(saved["sd"])
+    x = torch.randint(1, 16, (2, 10))
+    m = torch.ones(2, 10, dtype=torch.bool)
+    torch.testing.assert_close(module.eval()(x, m), clone.eval()(x, m))
+
+
+def test_accuracy_is_micro_averaged():
+    module = _module()
+    logits = torch.zeros(4, 10)
+    logits[[0, 1, 2, 3], [1, 1, 2, 9]] = 1.0
+    module.val_acc(logits, torch.tensor([1, 1, 2, 3]))
+    assert module.val_acc.compute().item() == pytest.approx(0.75)

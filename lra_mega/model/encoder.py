@@ -91,8 +91,21 @@ class MegaEncoder(nn.Module):
         self.embed_dropout = nn.Dropout(check_probability("dropout", dropout))
         self.layers = nn.ModuleList(
             MegaBlock(
-                dim, zdim, hdim, ndim, ffn_dim, attention, norm, prenorm, chunk_size, truncation,
-                max_len, rel_pos, dropout, attention_dropout, hidden_dropout,
+                dim,
+                ffn_dim,
+                zdim=zdim,
+                hdim=hdim,
+                ndim=ndim,
+                attention=attention,
+                norm=norm,
+                prenorm=prenorm,
+                chunk_size=chunk_size,
+                truncation=truncation,
+                max_len=max_len,
+                rel_pos=rel_pos,
+                dropout=dropout,
+                attention_dropout=attention_dropout,
+                hidden_dropout=hidden_dropout,
                 causal=not bidirectional,
             )
             for _ in range(depth)

@@ -169,34 +169,22 @@ class NormalizedFeedForward(nn.Module):
 
 
 class MegaBlock(nn.Module):
-    """[norm] → EMA-gated attention → [norm] → NFFN, as one encoder/decoder layer."""
+    """[norm] → EMA-gated attention → [norm] → NFFN, as one encoder/decoder layer.
 
-    def __init__(
-        self,
-        dim: int,
-        zdim: int = 64,
-        hdim: int = 256,
-        ndim: int = 16,
-        ffn_dim: int | None = None,
-        attention: str = "softmax",
-        norm: str = "layernorm",
-        prenorm: bool = True,
-        chunk_size: int = -1,
-        truncation: int | None = None,
-        max_len: int = 4096,
-        rel_pos: str = "simple",
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        hidden_dropout: float = 0.0,
-        causal: bool = False,
-    ) -> None:
+    ``attention_kwargs`` are those of :class:`MovingAverageGatedAttention`; the NFFN shares its
+    norm, pre/post-norm and dropouts. ``ffn_dim`` defaults to ``hdim``.
+    """
+
+    def __init__(self, dim: int, ffn_dim: int | None = None, **attention_kwargs: Any) -> None:
         super().__init__()
-        self.attention = MovingAverageGatedAttention(
-            dim, zdim, hdim, ndim, attention, norm, prenorm, chunk_size, truncation, max_len,
-            rel_pos, dropout, attention_dropout, hidden_dropout, causal,
-        )
+        self.attention = MovingAverageGatedAttention(dim, **attention_kwargs)
         self.ffn = NormalizedFeedForward(
-            dim, ffn_dim or hdim, norm, prenorm, dropout, hidden_dropout
+            dim,
+            ffn_dim or self.attention.hdim,
+            norm=self.attention.norm.kind,
+            prenorm=self.attention.prenorm,
+            dropout=self.attention.dropout.p,
+            hidden_dropout=self.attention.hidden_dropout.p,
         )
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -13,6 +13,12 @@ def auto_precision() -> str:
     return "32-true"
 
 
+def is_data_parallel(strategy: object) -> bool:
+    """True for the DDP family of Lightning strategies (``ddp``, ``ddp_spawn``, ``ddp_find_…``),
+    where BatchNorm must become SyncBatchNorm to normalise over the global batch."""
+    return str(strategy).startswith("ddp")
+
+
 def run_name(task: str, overrides: str = "") -> str:
     """wandb run name: the task, plus the command-line overrides that set this run apart."""
     return f"{task}[{overrides}]" if overrides else task
@@ -22,6 +28,7 @@ def register() -> None:
     """Register the ``lra.*`` resolvers (idempotent)."""
     OmegaConf.register_new_resolver("lra.precision", auto_precision, replace=True)
     OmegaConf.register_new_resolver("lra.run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("lra.is_ddp", is_data_parallel, replace=True)
 
 
 register()

@@ -93,6 +93,10 @@ def test_smoke_is_tiny_and_slices_generated_data():
 def test_trainer_variants():
     ddp = compose_config(["task=listops", "trainer=ddp"]).trainer
     assert ddp.strategy == "ddp" and ddp.sync_batchnorm is True and ddp.accelerator == "gpu"
+    # a strategy override alone also swaps BatchNorm for SyncBatchNorm
+    by_flag = compose_config(["task=pathfinder", "trainer.devices=2", "trainer.strategy=ddp"]).trainer
+    assert by_flag.sync_batchnorm is True
+    assert compose_config(["task=pathfinder"]).trainer.sync_batchnorm is False
     assert compose_config(["task=listops", "trainer=gpu"]).trainer.precision == "bf16-mixed"
     assert compose_config(["task=listops", "trainer=cpu"]).trainer.precision == "32-true"
     # default: bf16 only where a GPU supports it; the test machine decides which

@@ -163,3 +163,10 @@ def test_out_of_range_token_is_a_clear_error():
     enc = _encoder()
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 20\)"):
         enc(torch.tensor([[1, 2, 25]]))
+
+
+def test_batchnorm_converts_to_syncbatchnorm_for_ddp():
+    enc = _encoder(norm="batchnorm")
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(enc)
+    kinds = {type(m).__name__ for m in synced.modules()}
+    assert "SyncBatchNorm" in kinds and "BatchNorm1d" not in kinds

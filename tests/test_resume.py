@@ -45,3 +45,42 @@ def test_resume_never_starts_over(run_cli, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Resuming from" not in again.stdout + again.stderr
     assert json.loads((run_dir / "results.json").read_text())["steps"] == 2
+
+
+def _checkpoint_step(path) -> int:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception:  # not written yet
+        return -1
+
+
+def test_killed_run_resumes_where_it_stopped(cli_env, tmp_path):
+    """SIGKILL mid-run, then the same command: the step counter and wandb run carry on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lra_mega", "task=listops", "trainer=smoke",
+           f"hydra.run.dir={run_dir}", "trainer.max_steps=40", "trainer.val_check_interval=4",
+           "callbacks.progress_bar=null"]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _checkpoint_step(last) < 8 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _checkpoint_step(last)
+    assert 8 <= killed_at < 40, "the run must be killed mid-way for this test to mean anything"
+    assert not (run_dir / "results.json").exists()
+    wandb_id = (run_dir / "wandb_id.txt").read_text().strip()
+
+    again = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["steps"] == 40 and results["wandb_run_id"] == wandb_id
+    with open(run_dir / "csv" / "version_1" / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
+    assert steps[0] == killed_at  # continued, not restarted from zero

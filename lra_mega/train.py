@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 import lra_mega
@@ -121,6 +122,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data)
+    if rank_zero_only.rank == 0:
+        # fetch / generate / decode now, so a data problem ends the run before any logger or
+        # wandb run is created; fit() calls it again and finds the cache
+        datamodule.prepare_data()
     model = build_model(cfg, datamodule)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     loggers = instantiate_loggers(cfg, output_dir)

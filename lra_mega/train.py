@@ -55,6 +55,29 @@ def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LRAClassi
     )
 
 
+def _require(ok: bool, key: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is not valid; it must be {what}")
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Reject the run-level numbers a typo breaks, with the key and the fix, before any work."""
+    steps = cfg.trainer.get("max_steps")
+    _require(isinstance(steps, int) and steps >= 1, "trainer.max_steps", steps,
+             "a positive integer (optimizer updates)")
+    interval = cfg.trainer.get("val_check_interval")
+    _require(interval is None or (isinstance(interval, (int, float)) and interval > 0),
+             "trainer.val_check_interval", interval, "a positive number of training batches")
+    lr = cfg.optim.get("lr")
+    _require(isinstance(lr, (int, float)) and lr > 0, "optim.lr", lr, "a positive number")
+    decay = cfg.optim.get("weight_decay")
+    _require(isinstance(decay, (int, float)) and decay >= 0, "optim.weight_decay", decay,
+             "a number >= 0")
+    warmup = cfg.optim.get("warmup_steps")
+    _require(isinstance(warmup, int) and 0 <= warmup <= steps, "optim.warmup_steps", warmup,
+             f"an integer in [0, trainer.max_steps={steps}]")
+
+
 def resume_checkpoint(resume: str | None, ckpt_dir: Path) -> str | None:
     """Checkpoint to continue from: ``auto`` (last.ckpt if present), ``never``, or a path."""
     if resume in (None, "never"):
@@ -118,6 +141,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.time()
     output_dir = Path(cfg.paths.output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
+    check_run_settings(cfg)
+    ckpt_path = resume_checkpoint(cfg.resume, output_dir / "checkpoints")
     L.seed_everything(cfg.seed, workers=True)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
@@ -135,7 +160,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for lg in loggers:
         lg.log_hyperparams(config)
 
-    ckpt_path = resume_checkpoint(cfg.resume, output_dir / "checkpoints")
     if ckpt_path:
         log.info("Resuming from %s", ckpt_path)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import TASKS, error_lines
+from harness import TASKS, compose_config, error_lines
 
 
 def _one_line_error(proc) -> str:
@@ -51,3 +51,22 @@ def test_debug_shows_the_traceback(run_cli, tmp_path, debug):
     proc = run_cli("task=listops", "trainer=smoke", "model.attention=bogus",
                    f"hydra.run.dir={tmp_path}", *debug, env=env)
     assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("trainer.max_steps=abc", "trainer.max_steps='abc'"),
+        ("trainer.max_steps=0", "trainer.max_steps=0"),
+        ("optim.lr=-1", "optim.lr=-1"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay=-0.1"),
+        ("optim.warmup_steps=7", "optim.warmup_steps=7"),
+    ],
+)
+def test_bad_run_numbers_name_the_key(override, needle):
+    from lra_mega.train import check_run_settings
+
+    cfg = compose_config(["task=listops", "trainer=smoke", override])
+    with pytest.raises(ValueError) as err:
+        check_run_settings(cfg)
+    assert needle in str(err.value) and "must be" in str(err.value)

@@ -79,7 +79,8 @@ class MegaEncoder(nn.Module):
     ) -> None:
         super().__init__()
         check_choice("input_kind", input_kind, INPUT_KINDS)
-        check_positive("depth", depth)
+        for name, value in (("dim", dim), ("depth", depth), ("max_len", max_len)):
+            check_positive(name, value)
         if input_kind == "tokens":
             if vocab_size is None or vocab_size < 2:
                 raise ValueError(f"vocab_size={vocab_size!r}: token input needs vocab_size >= 2")

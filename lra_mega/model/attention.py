@@ -57,6 +57,36 @@ def _blockwise(q, k, v, bias, key_mask, visible, causal, fn) -> Tensor:
     return out.view(batch, chunks, chunk, -1)
 
 
+# added to the score of a padded key (before the z^−½ scaling): exp() of it is 0 at any precision
+PADDED_KEY_SCORE = -1.0e4
+
+
+def _softmax_attention(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor, key_mask: Tensor | None, causal: bool,
+    dropout_p: float,
+) -> Tensor:
+    """SDPA over (B, K, c, ·) chunks with a (c, c) additive mask shared by the whole batch.
+
+    Key padding is folded into the dot products instead of a per-example (B, K, c, c) mask:
+    q gains a column of ones and k a column holding PADDED_KEY_SCORE·√z at padded keys (0 at
+    real ones), zero-padded to a multiple of 8 columns for the fused kernels. Masked scores are
+    large and finite, so a query without any real key gets a finite output, not NaN.
+    """
+    zdim = q.size(-1)
+    attn_mask = bias
+    if causal:
+        future = torch.ones_like(bias, dtype=torch.bool).triu(1)
+        attn_mask = bias.masked_fill(future, PADDED_KEY_SCORE)
+    if key_mask is not None:
+        width = 1 + (-(zdim + 1)) % 8
+        penalty = (~key_mask).to(q.dtype).view(*k.shape[:-1], 1) * (PADDED_KEY_SCORE * zdim**0.5)
+        q = torch.cat([q, q.new_ones(*q.shape[:-1], 1), q.new_zeros(*q.shape[:-1], width - 1)], -1)
+        k = torch.cat([k, penalty, k.new_zeros(*k.shape[:-1], width - 1)], -1)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=zdim**-0.5
+    )
+
+
 def _split_chunks(x: Tensor, chunk: int) -> Tensor:
     """(B, L, E) with L a multiple of chunk → (B, L/chunk, chunk, E)."""
     return x.view(x.size(0), x.size(1) // chunk, chunk, x.size(2))
@@ -127,15 +157,11 @@ def attend(
         long_chunk = q.is_cuda and chunk > BLOCKWISE_BLOCK
         impl = "blockwise" if long_chunk and dropout_p == 0.0 and fn != "softmax" else "reference"
     allowed = None
-    if impl == "reference":
+    if impl == "reference" and fn != "softmax":
         allowed = allowed_keys(key_mask, causal, batch, chunks, chunk, q.device)
 
     if fn == "softmax":
-        scores_bias = position_bias.expand(batch, chunks, chunk, chunk)
-        if allowed is not None:
-            # a large finite negative (not −inf) keeps rows with no visible key finite
-            scores_bias = scores_bias.masked_fill(~allowed, torch.finfo(q.dtype).min)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=scores_bias, dropout_p=dropout_p)
+        out = _softmax_attention(q, k, v, position_bias, key_mask, causal, dropout_p)
     else:
         visible = visible_keys(key_mask, causal, batch, chunks, chunk, q.device)
         if impl == "blockwise":

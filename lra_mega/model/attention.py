@@ -156,9 +156,6 @@ def attend(
     if impl == "auto":
         long_chunk = q.is_cuda and chunk > BLOCKWISE_BLOCK
         impl = "blockwise" if long_chunk and dropout_p == 0.0 and fn != "softmax" else "reference"
-    allowed = None
-    if impl == "reference" and fn != "softmax":
-        allowed = allowed_keys(key_mask, causal, batch, chunks, chunk, q.device)
 
     if fn == "softmax":
         out = _softmax_attention(q, k, v, position_bias, key_mask, causal, dropout_p)
@@ -169,6 +166,7 @@ def attend(
         else:
             activation = laplace if fn == "laplace" else relu2
             weights = activation(q @ k.transpose(-1, -2) / visible.to(q.dtype) + position_bias)
+            allowed = allowed_keys(key_mask, causal, batch, chunks, chunk, q.device)
             if allowed is not None:
                 weights = weights * allowed.to(weights.dtype)
             if dropout_p > 0.0:

@@ -17,14 +17,17 @@ _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
-def _activation(scores: Tensor, fn: str, mu: float, sigma: float) -> tuple[Tensor, Tensor]:
-    """f(scores) and f'(scores) for laplace (Gaussian CDF) or relu², in fp32."""
+def _activation(
+    scores: Tensor, fn: str, mu: float, sigma: float, with_slope: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """f(scores), plus f'(scores) when asked (the backward), for laplace or relu²; in fp32."""
     scores = scores.float()
     if fn == "laplace":
         z = (scores - mu) / sigma
-        return 0.5 * (1.0 + torch.erf(z / _SQRT2)), torch.exp(-0.5 * z * z) / (sigma * _SQRT2PI)
+        slope = torch.exp(-0.5 * z * z) / (sigma * _SQRT2PI) if with_slope else None
+        return 0.5 * (1.0 + torch.erf(z / _SQRT2)), slope
     positive = torch.relu(scores)
-    return positive * positive, 2.0 * positive
+    return positive * positive, 2.0 * positive if with_slope else None
 
 
 def _allowed_block(key_mask: Tensor | None, causal: bool, rows: slice, cols: int, device) -> Tensor | None:
@@ -69,7 +72,7 @@ class BlockwiseElementAttention(torch.autograd.Function):
             rows = slice(start, min(start + block, length))
             n = visible[:, rows].float()
             scores = qf[:, rows] @ kf.transpose(1, 2) / n + bias[rows].float()
-            weights, slope = _activation(scores, fn, mu, sigma)
+            weights, slope = _activation(scores, fn, mu, sigma, with_slope=True)
             allowed = _allowed_block(key_mask, causal, rows, length, q.device)
             if allowed is not None:
                 weights = weights * allowed

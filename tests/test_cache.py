@@ -97,3 +97,20 @@ def test_dataset_pickles_without_copying(tmp_path):
     assert len(blob) < 1000
     clone = pickle.loads(blob)
     assert [clone[i][0].tolist() for i in range(3)] == [ds[i][0].tolist() for i in range(3)]
+
+
+def test_files_fingerprint_changes_with_any_edit(tmp_path):
+    import os
+
+    from lra_mega.data.cache import files_fingerprint
+
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    a.write_bytes(b"1234")
+    b.write_bytes(b"xy")
+    first = files_fingerprint([b, a, tmp_path / "missing.tsv"])
+    assert first == [f"{a.resolve()}:4:{a.stat().st_mtime_ns}", f"{b.resolve()}:2:{b.stat().st_mtime_ns}"]
+    # same size, mtime 1 ns later (an edit within the same second): the fingerprint moves
+    st = a.stat()
+    a.write_bytes(b"4321")
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert files_fingerprint([a, b]) != first

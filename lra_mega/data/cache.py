@@ -20,7 +20,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -54,6 +54,19 @@ def split_cache_dir(cache_dir: str | os.PathLike, task: str, key: dict[str, Any]
     prefix = "_".join(parts)
     prefix = "".join(c if c.isalnum() or c in "-_." else "-" for c in prefix)[:60] or "split"
     return Path(cache_dir).expanduser() / task / f"{prefix}-{key_digest(key)}"
+
+
+def files_fingerprint(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """``path:size:mtime_ns`` of each existing file (sorted), for cache keys of decoded files:
+    the key changes when any source file is replaced or edited."""
+    stamps = []
+    for p in sorted(Path(p).resolve() for p in paths):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        stamps.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+    return stamps
 
 
 def _sha256(path: Path) -> str:

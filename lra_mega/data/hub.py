@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lra_mega.data.cache import files_fingerprint
 from lra_mega.data.errors import LRADataError
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,5 @@ def load_table(task: str, split: str, root: Path | None, cache_dir: Path) -> tup
 def source_fingerprint(task: str, root: Path | None, cache_dir: Path) -> str:
     """A string that changes when the underlying files change (for cache keys)."""
     base = Path(root) if root is not None else local_parquet_dir(cache_dir, task)
-    files = sorted(base.rglob("*.parquet")) if base.is_dir() else []
-    if not files:
-        return f"hub:{HUB_DATASETS[task][0]}"
-    return ";".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    stamps = files_fingerprint(base.rglob("*.parquet")) if base.is_dir() else []
+    return ";".join(stamps) if stamps else f"hub:{HUB_DATASETS[task][0]}"

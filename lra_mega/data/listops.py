@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lra_mega.data.base import SPLITS, LRADataModule
-from lra_mega.data.cache import pack_sequences
+from lra_mega.data.cache import files_fingerprint, pack_sequences
 from lra_mega.data.errors import LRAConfigError, LRADataError
 from lra_mega.data.listops_generate import GENERATOR_VERSION, VOCAB, VOCAB_SIZE, generate
 from lra_mega.data.sequences import TokenDataset
@@ -116,9 +116,7 @@ class ListOpsDataModule(LRADataModule):
                                   n_test=self.sizes["test"], min_len=self.min_len, max_len=self.max_len,
                                   gen=GENERATOR_VERSION)
         path = self.release_path(RELEASE_DIR) / RELEASE_FILES[split]
-        st = path.stat() if path.exists() else None
-        return self.cache_key(split, file=str(path.resolve()),
-                              size=st.st_size if st else -1, mtime=st.st_mtime_ns if st else -1)
+        return self.cache_key(split, files=files_fingerprint([path]))
 
     def _generate_all(self, want: str) -> tuple[dict[str, np.ndarray], dict]:
         """Generate all splits at once; cache the others, return ``want`` for the caller to cache."""

@@ -19,7 +19,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lra_mega.data.base import LRADataModule
-from lra_mega.data.cache import load_split as load_cached, save_split, split_cache_dir
+from lra_mega.data.cache import files_fingerprint, load_split as load_cached, save_split, split_cache_dir
 from lra_mega.data.errors import LRAConfigError
 from lra_mega.data.pathfinder_generate import (BLOCK_SIZE, DIFFICULTIES, GENERATOR_VERSION, PathfinderSettings,
                                                Seed, generate, pathfinder_settings)
@@ -137,9 +137,8 @@ class PathfinderDataModule(LRADataModule):
             return self.cache_key(split, seed=self.seed, n=self.sizes[split], gen=GENERATOR_VERSION,
                                   settings=self.settings.to_dict())
         set_dir = self.release_path(release_subdir(self.resolution, self.difficulty))
-        meta = sorted((set_dir / "metadata").glob("*.npy"))
-        stamp = [len(meta), max((int(p.stat().st_mtime) for p in meta), default=-1)]
-        return self.cache_key(split, dir=str(set_dir.resolve()), seed=self.seed, meta=stamp)
+        metadata = files_fingerprint((set_dir / "metadata").glob("*.npy"))
+        return self.cache_key(split, dir=str(set_dir.resolve()), seed=self.seed, meta=metadata)
 
     def _release_all(self, want: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Decode the release once; cache every split, return ``want`` for the caller."""

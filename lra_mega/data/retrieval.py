@@ -16,7 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lra_mega.data.base import LRADataModule
-from lra_mega.data.cache import pack_sequences
+from lra_mega.data.cache import files_fingerprint, pack_sequences
 from lra_mega.data.errors import LRADataError
 from lra_mega.data.sequences import PairDataset
 from lra_mega.data.text import BYTE_SHIFT, BYTE_VOCAB_SIZE
@@ -91,9 +91,7 @@ class RetrievalDataModule(LRADataModule):
 
     def load_split(self, split: str) -> Dataset:
         path = self.release_path(RELEASE_DIR) / RELEASE_FILES[split]
-        st = path.stat() if path.exists() else None
-        key = self.cache_key(split, file=str(path.resolve()), size=st.st_size if st else -1,
-                             mtime=st.st_mtime_ns if st else -1)
+        key = self.cache_key(split, files=files_fingerprint([path]))
 
         def build() -> tuple[dict[str, np.ndarray], dict]:
             arrays, skipped = read_aan_tsv(path)

@@ -131,6 +131,20 @@ class LRADataModule(L.LightningDataModule):
                                    f"check free disk space and permissions of data.cache_dir={self.cache_dir}")
         return arrays, path
 
+    def keep_other_splits(
+        self,
+        built: dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]],
+        want: str,
+        key_of: Callable[[str], dict[str, Any]],
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """For a build that makes several splits in one pass: cache every split but ``want``
+        (keyed by ``key_of``) and return ``want``'s ``(arrays, meta)`` for the calling
+        :meth:`cached` to save."""
+        for split, result in built.items():
+            if split != want:
+                self.cached(key_of(split), lambda r=result: r)
+        return built[want]
+
     def release_path(self, *candidates: str) -> Path:
         """Find a file/directory of the official LRA release.
 

@@ -103,9 +103,7 @@ class ImageDataModule(LRADataModule):
         perm = np.random.default_rng(self.split_seed).permutation(len(lab))
         idx = {"val": np.sort(perm[:n_val]), "train": np.sort(perm[n_val:])}
         out = {s: ({"pixels": pix[i], "labels": lab[i]}, {**meta, "count": len(i)}) for s, i in idx.items()}
-        other = "val" if want == "train" else "train"
-        self.cached(self._key(other), lambda: out[other])
-        return out[want]
+        return self.keep_other_splits(out, want, self._key)
 
     def load_split(self, split: str) -> Dataset:
         def build() -> tuple[dict[str, np.ndarray], dict]:

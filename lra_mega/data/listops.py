@@ -132,9 +132,7 @@ class ListOpsDataModule(LRADataModule):
             arrays = {"tokens": data.tokens[lo:hi], "offsets": data.offsets[a:b + 1] - lo,
                       "labels": data.labels[a:b]}
             out[split] = (arrays, {"count": b - a})
-            if split != want:
-                self.cached(self._key(split), lambda r=out[split]: r)
-        return out[want]
+        return self.keep_other_splits(out, want, self._key)
 
     def load_split(self, split: str) -> Dataset:
         key = self._key(split)

@@ -144,13 +144,10 @@ class PathfinderDataModule(LRADataModule):
         """Decode the release once; cache every split, return ``want`` for the caller."""
         set_dir = self.release_path(release_subdir(self.resolution, self.difficulty))
         pixels, labels, skipped = read_release(set_dir, self.resolution, workers=self.workers)
-        out = {}
-        for split, idx in split_indices(len(labels), self.seed).items():
-            out[split] = ({"pixels": pixels[idx], "labels": labels[idx]},
-                          {"count": len(idx), "skipped_in_release": skipped})
-            if split != want:
-                self.cached(self._key(split), lambda r=out[split]: r)
-        return out[want]
+        out = {split: ({"pixels": pixels[idx], "labels": labels[idx]},
+                       {"count": len(idx), "skipped_in_release": skipped})
+               for split, idx in split_indices(len(labels), self.seed).items()}
+        return self.keep_other_splits(out, want, self._key)
 
     def load_split(self, split: str) -> Dataset:
         key = self._key(split)

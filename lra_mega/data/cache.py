@@ -69,7 +69,8 @@ def files_fingerprint(paths: Iterable[str | os.PathLike]) -> list[str]:
     return stamps
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -109,7 +110,7 @@ def save_split(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dic
                 "dtype": arr.dtype.str,
                 "shape": list(arr.shape),
                 "bytes": fname.stat().st_size,
-                "sha256": _sha256(fname),
+                "sha256": file_sha256(fname),
             }
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -171,7 +172,7 @@ def load_split(path: str | os.PathLike, verify: bool = False) -> dict[str, np.nd
         if size != entry["bytes"]:
             log.warning("cache file %s has %d bytes, manifest says %d; rebuilding", fname, size, entry["bytes"])
             return None
-        if verify and _sha256(fname) != entry["sha256"]:
+        if verify and file_sha256(fname) != entry["sha256"]:
             log.warning("cache file %s fails its checksum; rebuilding", fname)
             return None
         try:

@@ -12,7 +12,6 @@ Every failure is one :class:`LRADataError` line saying what failed and how to fi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 
+from lra_mega.data.cache import file_sha256
 from lra_mega.data.errors import LRADataError
 from lra_mega.data.hub import HUB_DATASETS, local_parquet_dir
 
@@ -112,12 +112,9 @@ def download_file(url: str, dest: str | os.PathLike, expected_size: int | None =
 
 def _check_sha(path: Path, sha256: str | None) -> Path:
     if sha256:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(_CHUNK), b""):
-                h.update(block)
-        if h.hexdigest() != sha256.lower():
-            raise LRADataError(f"{path} has sha256 {h.hexdigest()}, expected {sha256}; delete it and download again")
+        digest = file_sha256(path)
+        if digest != sha256.lower():
+            raise LRADataError(f"{path} has sha256 {digest}, expected {sha256}; delete it and download again")
     return path
 
 

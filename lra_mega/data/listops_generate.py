@@ -19,11 +19,13 @@ depends only on the seed, never on the number of worker processes.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from lra_mega.data.progress import count_progress
+from lra_mega.data.shards import mp_context
 
 MAX_DEPTH = 10
 MAX_ARGS = 10
@@ -160,8 +162,10 @@ def generate(n: int, seed: int = 0, min_len: int = 500, max_len: int = 2000,
     lab_parts: list[np.ndarray] = []
     have = 0
     next_chunk = 0
-    bar = _Progress(n, progress)
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 and n > PARALLEL_MIN else None
+    bar = count_progress(progress and n > 2000)
+    task = bar.add_task("generating ListOps", total=n)
+    bar.start()
+    pool = mp_context().Pool(workers) if workers > 1 and n > PARALLEL_MIN else None
     try:
         while have < n:
             # expect ~8% acceptance for the default window; ask for a little more than needed
@@ -187,9 +191,9 @@ def generate(n: int, seed: int = 0, min_len: int = 500, max_len: int = 2000,
                     have += 1
                     if have >= n:
                         break
-                bar.update(have)
+                bar.update(task, completed=have)
     finally:
-        bar.close()
+        bar.stop()
         if pool is not None:
             pool.terminate()
     lens = np.concatenate(len_parts) if len_parts else np.zeros(0, np.int64)
@@ -198,26 +202,6 @@ def generate(n: int, seed: int = 0, min_len: int = 500, max_len: int = 2000,
     tokens = np.concatenate(tok_parts) if tok_parts else np.zeros(0, np.uint8)
     labels = np.concatenate(lab_parts) if lab_parts else np.zeros(0, np.int64)
     return Chunk(tokens.astype(np.uint8), offsets, labels)
-
-
-class _Progress:
-    """A rich progress bar that is silent when disabled or not on a terminal."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self._p = None
-        if enabled and total > 2000:
-            from rich.progress import Progress
-            self._p = Progress(transient=True)
-            self._task = self._p.add_task("generating ListOps", total=total)
-            self._p.start()
-
-    def update(self, done: int) -> None:
-        if self._p is not None:
-            self._p.update(self._task, completed=done)
-
-    def close(self) -> None:
-        if self._p is not None:
-            self._p.stop()
 
 
 def to_source(tokens: np.ndarray | list[int]) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lra_mega.data.errors import LRADataError
+from lra_mega.data.progress import count_progress
 from lra_mega.data.shards import mp_context
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ def read_release(set_dir: str | os.PathLike, resolution: int, *, workers: int | 
     workers = min(os.cpu_count() or 1, 8) if workers is None else max(1, int(workers))
     pixels = np.zeros((len(paths), resolution * resolution), np.uint8)
     ok = np.zeros(len(paths), bool)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with count_progress(progress) as bar:
         task = bar.add_task(f"decoding {set_dir.name}", total=len(paths))
         if workers <= 1 or len(chunks) <= 1:
             results = (_decode_chunk(c, resolution) for c in chunks)

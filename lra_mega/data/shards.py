@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lra_mega.data.progress import count_progress
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,7 @@ def run_shards(shard_dir: str | os.PathLike, rows: list[int], make: Callable[[in
     if len(todo) < len(paths):
         log.info("%s: %d of %d shards already complete in %s", description, len(paths) - len(todo),
                  len(paths), shard_dir)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
+    with count_progress(progress) as bar:
         task = bar.add_task(description, total=len(paths), completed=len(paths) - len(todo))
 
         def done(i: int) -> None:

@@ -27,18 +27,6 @@ def _debug() -> bool:
     )
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message alone tells the user what to fix."""
-    errors: list[type[BaseException]] = [ValueError]
-    try:
-        from lra_mega.data.errors import LRADataError
-
-        errors.append(LRADataError)
-    except ImportError:  # data layer absent: only ValueError is a user error
-        pass
-    return tuple(errors)
-
-
 def _fail(message: str) -> NoReturn:
     print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
     raise SystemExit(1)
@@ -59,7 +47,9 @@ def composition_message(err: ConfigCompositionException) -> str:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def _app(cfg: DictConfig) -> float | None:
-    from lra_mega.train import train  # heavy imports after composition, so bad choices fail fast
+    # heavy imports after composition, so bad choices fail fast
+    from lra_mega.data.errors import LRADataError
+    from lra_mega.train import train
 
     # `import lightning` adds its own stderr handler; Hydra's root handler already prints.
     logging.getLogger("lightning").handlers.clear()
@@ -67,7 +57,7 @@ def _app(cfg: DictConfig) -> float | None:
         results = train(cfg)
     except Exception as err:  # noqa: BLE001  (narrowed below)
         cause = err.__cause__ if isinstance(err, InstantiationException) else err
-        if _debug() or not isinstance(cause, _user_errors()):
+        if _debug() or not isinstance(cause, (ValueError, LRADataError)):
             raise
         _fail(str(cause))
     return results.get(cfg.get("optimized_metric") or "best_val_acc")

@@ -57,6 +57,7 @@ TASKS: dict[str, BenchConfig] = {
     "pathx": BenchConfig(4, 64, 32, 128, 16384, 2, "laplace", "batchnorm", True, 2, True, 4096, 4096),
 }
 VOCAB = 256
+TABLE_HEADER = "| task | impl | batch | length | step ms | peak GiB |\n|---|---|---|---|---|---|"
 
 
 class PooledClassifier(nn.Module):
@@ -234,15 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/speed"))
     args = parser.parse_args(argv)
 
-    print("| task | impl | batch | length | step ms | peak GiB |\n|---|---|---|---|---|---|")
+    print(TABLE_HEADER)
     rows = run(args)
     env = environment(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"environment": env, "results": rows}, indent=2))
     table = "\n".join(format_row(r) for r in rows)
-    header = "| task | impl | batch | length | step ms | peak GiB |\n|---|---|---|---|---|---|\n"
     env_line = ", ".join(f"{k} {v}" for k, v in env.items())
-    args.out.with_suffix(".md").write_text(f"Environment: {env_line}\n\n{header}{table}\n")
+    args.out.with_suffix(".md").write_text(f"Environment: {env_line}\n\n{TABLE_HEADER}\n{table}\n")
 
 
 if __name__ == "__main__":

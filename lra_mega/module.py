@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lra_mega.optim import param_groups, warmup_linear_decay
+from lra_mega.optim import check_schedule, param_groups, warmup_linear_decay
 
 
 def _build(spec: nn.Module | Mapping) -> nn.Module:
@@ -23,12 +23,17 @@ def _build(spec: nn.Module | Mapping) -> nn.Module:
 
 
 class LRAClassifier(L.LightningModule):
-    """Encoder + head trained with cross-entropy, AdamW and warmup/linear-decay LR.
+    """Encoder + head trained with cross-entropy, AdamW and fairseq's warmup/linear-decay LR.
 
     ``encoder`` and ``head`` are modules or ``_target_`` configs; configs are saved as
     hyperparameters so ``LRAClassifier.load_from_checkpoint(path)`` rebuilds the model.
     ``dual`` (retrieval) batches hold ``(B, 2, L)`` inputs: both documents go through the
     encoder as one ``(2B, L)`` batch and the head compares the two feature sets.
+
+    The LR warms up from ``warmup_init_lr`` to ``lr`` over ``warmup_steps`` updates as
+    ``(step / warmup_steps) ** warmup_power``, then decays linearly to 0 at ``total_steps``.
+    Weight decay covers every parameter unless ``weight_decay_exempt`` (then norms, biases,
+    1-d and EMA parameters are spared).
     """
 
     def __init__(
@@ -43,8 +48,12 @@ class LRAClassifier(L.LightningModule):
         eps: float = 1e-8,
         warmup_steps: int = 0,
         total_steps: int = 1,
+        warmup_init_lr: float = 0.0,
+        warmup_power: float = 1.0,
+        weight_decay_exempt: bool = False,
     ) -> None:
         super().__init__()
+        check_schedule(lr, warmup_init_lr, warmup_power)
         modules = [k for k, v in (("encoder", encoder), ("head", head)) if isinstance(v, nn.Module)]
         self.save_hyperparameters(ignore=modules)
         self.encoder = _build(encoder)
@@ -88,13 +97,16 @@ class LRAClassifier(L.LightningModule):
         self._step(batch, "test", self.test_acc)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over decay/no-decay groups, LR stepped every update (LambdaLR)."""
+        """AdamW (decoupled decay, as fairseq's adam), LR stepped every update (LambdaLR)."""
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            param_groups(self, hp.weight_decay), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps
-        )
+        groups = param_groups(self, hp.weight_decay, exempt=hp.weight_decay_exempt)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
         schedule = partial(
-            warmup_linear_decay, warmup_steps=hp.warmup_steps, total_steps=hp.total_steps
+            warmup_linear_decay,
+            warmup_steps=hp.warmup_steps,
+            total_steps=hp.total_steps,
+            init_ratio=hp.warmup_init_lr / hp.lr,
+            power=hp.warmup_power,
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {

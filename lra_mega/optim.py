@@ -1,4 +1,10 @@
-"""Optimizer pieces of the paper recipe: weight-decay groups and the warmup/decay schedule."""
+"""Optimizer pieces of the paper recipe: weight-decay groups and the warmup/decay schedule.
+
+The official Mega LRA runs (fairseq ``--optimizer adam`` with ``--weight-decay``) decay every
+parameter in one group; the exemption of norms, biases, 1-d and EMA parameters is an option
+(``optim.weight_decay_exempt=true``). The schedule is fairseq's ``linear_decay``
+(docs/PRESETS.md).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from torch import nn
 
 
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
-    """True for parameters exempt from weight decay: norms, biases, 1-d tensors, EMA params.
+    """True for parameters the exemption switch spares: norms, biases, 1-d tensors, EMA params.
 
     The model marks parameters that are >1-d but still must not decay (the EMA's
     delta/alpha/beta/gamma) with a ``_no_weight_decay`` attribute.
@@ -14,25 +20,54 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or bool(getattr(param, "_no_weight_decay", False))
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Split trainable parameters into a decayed and a non-decayed AdamW group (named)."""
-    decay, exempt = [], []
-    for name, param in module.named_parameters():
-        if param.requires_grad:
-            (exempt if no_weight_decay(name, param) else decay).append(param)
+def param_groups(module: nn.Module, weight_decay: float, exempt: bool = False) -> list[dict]:
+    """AdamW parameter groups (named).
+
+    ``exempt=False`` (the official runs): one group, every trainable parameter decays.
+    ``exempt=True``: a decayed group and a ``no_decay`` group (:func:`no_weight_decay`).
+    """
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if not exempt:
+        return [{"params": [p for _, p in params], "weight_decay": weight_decay, "name": "all"}]
+    decay, spared = [], []
+    for name, param in params:
+        (spared if no_weight_decay(name, param) else decay).append(param)
     groups = [
         {"params": decay, "weight_decay": weight_decay, "name": "decay"},
-        {"params": exempt, "weight_decay": 0.0, "name": "no_decay"},
+        {"params": spared, "weight_decay": 0.0, "name": "no_decay"},
     ]
     return [g for g in groups if g["params"]]
 
 
-def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -> float:
-    """LR multiplier after ``step`` completed updates: linear ramp to 1, then linear to 0.
+def warmup_linear_decay(
+    step: int,
+    warmup_steps: int,
+    total_steps: int,
+    init_ratio: float = 0.0,
+    power: float = 1.0,
+) -> float:
+    """LR multiplier (of the peak LR) for the update that follows ``step`` completed updates.
 
-    ``(step + 1) / warmup`` during warmup (so the first update already moves), then
-    ``(total - step) / (total - warmup)`` clipped at 0, reaching 0 at ``total_steps``.
+    fairseq's ``linear_decay`` schedule, with ``init_ratio = warmup_init_lr / lr``:
+
+    - ``step <= warmup``: ``init + (1 - init) * (step / warmup) ** power``
+      (so the first update uses ``warmup_init_lr``, the peak is reached at ``step == warmup``);
+    - ``warmup < step < total``: ``(total - step) / (total - warmup)``;
+    - ``step >= total``: 0.
     """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    if warmup_steps > 0 and step <= warmup_steps:
+        return init_ratio + (1.0 - init_ratio) * (step / warmup_steps) ** power
+    if step >= total_steps:
+        return 0.0
+    return (total_steps - step) / max(1, total_steps - warmup_steps)
+
+
+def check_schedule(lr: float, warmup_init_lr: float, warmup_power: float) -> None:
+    """Reject schedule settings fairseq would reject, naming the key and the fix."""
+    if not 0.0 <= warmup_init_lr < lr:
+        raise ValueError(
+            f"optim.warmup_init_lr={warmup_init_lr!r} must lie in [0, optim.lr={lr!r}); the "
+            "paper's runs warm up from 1e-7"
+        )
+    if not warmup_power > 0:
+        raise ValueError(f"optim.warmup_power={warmup_power!r} must be > 0 (1: linear, 2: Path-X)")

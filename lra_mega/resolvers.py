@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from omegaconf import OmegaConf
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Print ``message`` once per command: in the first process only (rank 0 of a DDP run)."""
+    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+    if message in _warned or rank != "0":
+        return
+    _warned.add(message)
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    rank_zero_warn(message)
 
 
 def auto_precision() -> str:
@@ -19,6 +34,35 @@ def is_data_parallel(strategy: object) -> bool:
     return str(strategy).startswith("ddp")
 
 
+def runs_on_cpu(accelerator: object) -> bool:
+    """True when the Trainer's accelerator is (or ``auto`` resolves to) the CPU."""
+    accelerator = str(accelerator)
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
+def sync_batchnorm(strategy: object, accelerator: object = "auto") -> bool:
+    """BatchNorm → SyncBatchNorm under any DDP strategy on GPUs (Path-X's ``syncbatchnorm``).
+
+    SyncBatchNorm only runs on GPUs; on CPU (gloo) it would end the run, so each process keeps
+    a plain BatchNorm over its own batch, with one warning.
+    """
+    if not is_data_parallel(strategy):
+        return False
+    if runs_on_cpu(accelerator):
+        _warn_once(
+            f"trainer.strategy={strategy} on CPU: keeping plain BatchNorm (SyncBatchNorm needs "
+            "GPUs), so each process normalises over its own batch only"
+        )
+        return False
+    return True
+
+
+def batches(updates: int, accumulate: int) -> int:
+    """Training batches Lightning counts for ``updates`` optimizer updates
+    (``val_check_interval`` counts batches; an update takes ``accumulate`` of them)."""
+    return int(updates) * int(accumulate)
+
+
 def run_name(task: str, overrides: str = "") -> str:
     """wandb run name: the task, plus the command-line overrides that set this run apart."""
     return f"{task}[{overrides}]" if overrides else task
@@ -29,6 +73,8 @@ def register() -> None:
     OmegaConf.register_new_resolver("lra.precision", auto_precision, replace=True)
     OmegaConf.register_new_resolver("lra.run_name", run_name, replace=True)
     OmegaConf.register_new_resolver("lra.is_ddp", is_data_parallel, replace=True)
+    OmegaConf.register_new_resolver("lra.sync_batchnorm", sync_batchnorm, replace=True)
+    OmegaConf.register_new_resolver("lra.batches", batches, replace=True)
 
 
 register()

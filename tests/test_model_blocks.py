@@ -117,7 +117,7 @@ def test_pooling_by_hand():
 
 
 def test_retrieval_head_combines_u_v():
-    head = RetrievalHead(2, num_classes=2)
+    head = RetrievalHead(2, num_classes=2, combine="matching")
     u = torch.tensor([[[1.0, 2.0]]])
     v = torch.tensor([[[3.0, 5.0]]])
     captured = {}

@@ -21,9 +21,17 @@ def _groups(module: LRAClassifier) -> dict[str, set[str]]:
     return {g["name"]: {by_id[id(p)] for p in g["params"]} | {f"wd={g['weight_decay']}"} for g in opt.param_groups}
 
 
+def test_weight_decay_covers_every_parameter_by_default():
+    """The official runs decay all parameters in one group (fairseq adam --weight-decay)."""
+    module = _module(norm="batchnorm", weight_decay=0.05)
+    opt = module.configure_optimizers()["optimizer"]
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.05
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in module.parameters()}
+
+
 @pytest.mark.parametrize("norm", ["layernorm", "scalenorm", "batchnorm"])
-def test_no_weight_decay_on_norms_biases_and_ema(norm):
-    module = _module(norm=norm, weight_decay=0.05)
+def test_no_weight_decay_on_norms_biases_and_ema_when_exempt(norm):
+    module = _module(norm=norm, weight_decay=0.05, weight_decay_exempt=True)
     groups = _groups(module)
     assert "wd=0.05" in groups["decay"] and "wd=0.0" in groups["no_decay"]
     names = [n for n, _ in module.named_parameters()]
@@ -37,21 +45,43 @@ def test_no_weight_decay_on_norms_biases_and_ema(norm):
     assert {n for n in names if n.endswith("ema.delta")} <= groups["no_decay"]
 
 
-def test_lr_schedule_matches_warmup_then_linear_decay():
-    module = _module(lr=1e-2, warmup_steps=4, total_steps=12)
+def _lrs(module: LRAClassifier, updates: int) -> list[float]:
+    """LR used by each of the first ``updates`` optimizer updates."""
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert conf["lr_scheduler"]["interval"] == "step"
-    # LR used by update k (0-based): 1e-2·(k+1)/4 while k < 4, then 1e-2·(12-k)/8, never below 0
-    expected = {0: 2.5e-3, 1: 5e-3, 2: 7.5e-3, 3: 1e-2, 4: 1e-2, 6: 7.5e-3, 8: 5e-3, 11: 1.25e-3, 12: 0.0, 14: 0.0}
-    seen = {}
-    for step in range(15):
-        seen[step] = opt.param_groups[0]["lr"]
-        assert opt.param_groups[1]["lr"] == seen[step]
+    seen = []
+    for _ in range(updates):
+        seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    for step, lr in expected.items():
-        assert seen[step] == pytest.approx(lr, abs=1e-12), step
+    return seen
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_lr_schedule_is_fairseq_linear_decay_from_init_lr(power):
+    # fairseq linear_decay, worked by hand for lr 1e-2, init 1e-7, warmup 4, total 12: update k
+    # (k updates done before it) uses init + (lr - init)·(k/4)^p for k <= 4, then lr·(12-k)/8, 0 at 12
+    lr, init = 1e-2, 1e-7
+    warm = {1: [0.0, 0.25, 0.5, 0.75, 1.0], 2: [0.0, 0.0625, 0.25, 0.5625, 1.0]}[power]
+    expected = [init + (lr - init) * w for w in warm]
+    expected += [lr * (12 - k) / 8 for k in range(5, 12)] + [0.0, 0.0, 0.0]
+    module = _module(lr=lr, warmup_steps=4, total_steps=12, warmup_init_lr=init, warmup_power=power)
+    assert _lrs(module, 15) == pytest.approx(expected, abs=1e-15, rel=1e-12)
+    assert expected[0] == init and expected[4] == lr and expected[6] == pytest.approx(7.5e-3)
+
+
+def test_lr_schedule_without_warmup_starts_at_peak():
+    module = _module(lr=1e-2, warmup_steps=0, total_steps=4, warmup_init_lr=1e-7)
+    assert _lrs(module, 5) == pytest.approx([1e-2, 7.5e-3, 5e-3, 2.5e-3, 0.0], abs=1e-15)
+
+
+@pytest.mark.parametrize("kw, key", [({"warmup_init_lr": 1e-2}, "optim.warmup_init_lr"),
+                                     ({"warmup_init_lr": -1.0}, "optim.warmup_init_lr"),
+                                     ({"warmup_power": 0}, "optim.warmup_power")])
+def test_bad_schedule_settings_name_the_key(kw, key):
+    with pytest.raises(ValueError, match=key):
+        _module(lr=1e-2, **kw)
 
 
 def test_dual_forward_encodes_both_documents_in_one_call():

@@ -38,13 +38,17 @@ class TokenEmbedding(nn.Embedding):
 
 
 class RealNumberEmbedding(nn.Module):
-    """Embedding of a real value per position: x·w + b (pixel tasks)."""
+    """Embedding of a real value per position: x·w + b (pixel tasks).
+
+    Official init (fairseq ``modules/real_number_embedding.py``): w ~ N(0, 1), b ~ N(0, 0.1).
+    """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        nn.init.normal_(self.weight, mean=0.0, std=dim**-0.5)
+        self.bias = nn.Parameter(torch.empty(dim))
+        nn.init.normal_(self.weight, mean=0.0, std=1.0)
+        nn.init.normal_(self.bias, mean=0.0, std=0.1)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3 and x.size(-1) == 1:

@@ -1,8 +1,12 @@
-"""Training orchestration: config in, fitted + tested model and ``results.json`` out."""
+"""Training orchestration: config in, fitted + tested model and ``results.json`` out.
+
+Order: check the config (no data needed) -> decide how to use the run directory (resume, refuse,
+or report a finished run) -> build datamodule, model and trainer (still no data work) -> prepare
+the data -> fit -> test the best checkpoint -> write ``results.json``.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -14,6 +18,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -22,18 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 import lra_mega
 from lra_mega import resolvers  # noqa: F401  (registers ${lra.*} for the configs)
 from lra_mega.callbacks import SaveRunConfig
+from lra_mega.identity import RunIdentity, config_digest, hydra_overrides, run_identity
 from lra_mega.module import LRAClassifier
+from lra_mega.resume import RESULTS_FILE, RunState, plan_resume
+from lra_mega.validate import check_config, check_run_settings, trainer_error_message
 
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_id.txt"
-RESULTS_FILE = "results.json"
-# What a run computes (the digest's input), minus where it reads and writes.
-_DIGEST_KEYS = ("task_name", "seed", "data", "model", "head", "optim", "trainer")
-_WHERE_KEYS = {
-    "data": ("root", "cache_dir", "num_workers", "pin_memory"),
-    "trainer": ("default_root_dir",),
-}
+__all__ = ["train", "build_model", "config_digest", "check_run_settings", "RESULTS_FILE"]
 
 
 def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LRAClassifier:
@@ -55,41 +57,19 @@ def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LRAClassi
     )
 
 
-def _require(ok: bool, key: str, value: Any, what: str) -> None:
-    if not ok:
-        raise ValueError(f"{key}={value!r} is not valid; it must be {what}")
+def _cause(err: BaseException) -> BaseException:
+    return err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
 
 
-def check_run_settings(cfg: DictConfig) -> None:
-    """Reject the run-level numbers a typo breaks, with the key and the fix, before any work."""
-    steps = cfg.trainer.get("max_steps")
-    _require(isinstance(steps, int) and steps >= 1, "trainer.max_steps", steps,
-             "a positive integer (optimizer updates)")
-    interval = cfg.trainer.get("val_check_interval")
-    _require(interval is None or (isinstance(interval, (int, float)) and interval > 0),
-             "trainer.val_check_interval", interval, "a positive number of training batches")
-    lr = cfg.optim.get("lr")
-    _require(isinstance(lr, (int, float)) and lr > 0, "optim.lr", lr, "a positive number")
-    decay = cfg.optim.get("weight_decay")
-    _require(isinstance(decay, (int, float)) and decay >= 0, "optim.weight_decay", decay,
-             "a number >= 0")
-    warmup = cfg.optim.get("warmup_steps")
-    _require(isinstance(warmup, int) and 0 <= warmup <= steps, "optim.warmup_steps", warmup,
-             f"an integer in [0, trainer.max_steps={steps}]")
-
-
-def resume_checkpoint(resume: str | None, ckpt_dir: Path) -> str | None:
-    """Checkpoint to continue from: ``auto`` (last.ckpt if present), ``never``, or a path."""
-    if resume in (None, "never"):
-        return None
-    if resume == "auto":
-        last = ckpt_dir / "last.ckpt"
-        return str(last) if last.exists() else None
-    if not Path(resume).is_file():
-        raise ValueError(
-            f"resume={resume!r} is not a checkpoint file; use auto, never or a .ckpt path"
-        )
-    return str(resume)
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
+    """The Lightning Trainer of ``cfg.trainer``; a setting Lightning refuses gives one line."""
+    try:
+        return instantiate(cfg.trainer, **kwargs)
+    except Exception as err:  # noqa: BLE001  (Lightning raises several types for bad flags)
+        cause = _cause(err)
+        if isinstance(cause, (ValueError, TypeError, RuntimeError)) or "Misconfiguration" in type(cause).__name__:
+            raise ValueError(trainer_error_message(cfg, cause)) from err
+        raise
 
 
 def wandb_run_id(output_dir: Path, fresh: bool) -> str:
@@ -103,25 +83,36 @@ def wandb_run_id(output_dir: Path, fresh: bool) -> str:
     return run_id
 
 
-def instantiate_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
-    """Loggers from ``cfg.logger`` (name -> ``_target_`` config); wandb gets the run dir's id."""
+def instantiate_loggers(cfg: DictConfig, output_dir: Path, identity: RunIdentity,
+                        fresh: bool) -> list[Logger]:
+    """Loggers from ``cfg.logger``; wandb gets the run dir's id, and (unless set) the run's
+    name, group and tags from its preset, trainer and overrides."""
     loggers = []
     for lg_cfg in (cfg.get("logger") or {}).values():
         if lg_cfg is None:
             continue
-        extra = {}
+        extra: dict[str, Any] = {}
         if str(lg_cfg._target_).endswith("WandbLogger"):
-            extra = {"id": wandb_run_id(output_dir, fresh=cfg.resume == "never")}
+            extra["id"] = wandb_run_id(output_dir, fresh=fresh)
+            for key, value in (("name", identity.name), ("group", identity.group), ("tags", identity.tags)):
+                if lg_cfg.get(key) is None:
+                    extra[key] = value
         loggers.append(instantiate(lg_cfg, **extra))
     return loggers
 
 
-def config_digest(config: dict[str, Any]) -> str:
-    """sha256 of the resolved settings that decide the result (not paths, loggers, workers)."""
-    kept = {k: config.get(k) for k in _DIGEST_KEYS}
-    for section, keys in _WHERE_KEYS.items():
-        kept[section] = {k: v for k, v in (kept[section] or {}).items() if k not in keys}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+def record_config(cfg: DictConfig, output_dir: Path) -> None:
+    """Write ``.hydra/`` (config, hydra config, overrides) once the run is accepted, so a refused
+    or finished re-run never replaces the record of the run that is there."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out = output_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        OmegaConf.save(OmegaConf.create({"hydra": hc}), out / "hydra.yaml")
+        OmegaConf.save(hc.overrides.task, out / "overrides.yaml")
 
 
 def versions() -> dict[str, str]:
@@ -136,33 +127,51 @@ def versions() -> dict[str, str]:
     }
 
 
+def _at_chance(trainer: L.Trainer) -> bool | None:
+    """``at_chance`` of the first callback that reports one (None when none does)."""
+    for cb in trainer.callbacks:
+        value = getattr(cb, "at_chance", None)
+        if value is not None:
+            return bool(value)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``results.json``; returns the results dict."""
     started = time.time()
     output_dir = Path(cfg.paths.output_dir)
+    check_config(cfg, hydra_overrides())
     config = OmegaConf.to_container(cfg, resolve=True)
-    check_run_settings(cfg)
-    ckpt_path = resume_checkpoint(cfg.resume, output_dir / "checkpoints")
+    identity = run_identity(config)
+    plan = plan_resume(cfg.resume, output_dir, config)
+    if plan.finished:
+        log.info("This run already finished (%d steps); nothing changed. Results: %s. To train longer "
+                 "raise trainer.max_steps; to start over pass resume=never.", plan.step,
+                 output_dir / RESULTS_FILE)
+        return plan.results
     L.seed_everything(cfg.seed, workers=True)
 
+    # everything that can be checked without data: datamodule arguments, model, trainer
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = instantiate(cfg.data)
-    if rank_zero_only.rank == 0:
-        # fetch / generate / decode now, so a data problem ends the run before any logger or
-        # wandb run is created; fit() calls it again and finds the cache
-        datamodule.prepare_data()
     model = build_model(cfg, datamodule)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
-    loggers = instantiate_loggers(cfg, output_dir)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[*callbacks, SaveRunConfig(config)], logger=loggers or False
-    )
-    for lg in loggers:
-        lg.log_hyperparams(config)
+    run_state = RunState(cfg.optim.warmup_steps, started=started)
+    loggers = instantiate_loggers(cfg, output_dir, identity, fresh=cfg.resume == "never")
+    trainer = build_trainer(cfg, callbacks=[*callbacks, SaveRunConfig(config), run_state],
+                            logger=loggers or False)
 
-    if ckpt_path:
-        log.info("Resuming from %s", ckpt_path)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if rank_zero_only.rank == 0:
+        record_config(cfg, output_dir)
+        # fetch / generate / decode now, so a data problem ends the run before any wandb run is
+        # created; fit() calls it again and finds the cache
+        datamodule.prepare_data()
+    for lg in loggers:
+        lg.log_hyperparams({**config, "run": identity.to_dict()})
+
+    if plan.ckpt_path:
+        log.info("Resuming from %s (step %d)", plan.ckpt_path, plan.step)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=plan.ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     checkpoint = trainer.checkpoint_callback
@@ -175,14 +184,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     wandb_ids = [lg.version for lg in loggers if isinstance(lg, WandbLogger)]
     results = {
         "task": cfg.task_name,
+        "experiment": identity.experiment,
+        "trainer": identity.trainer,
+        "overrides": identity.overrides,
+        "limited": identity.limited,
+        "seed": identity.seed,
         "config_digest": config_digest(config),
+        "seed_free_digest": config_digest(config, seed=False),
         "val_acc": fit_metrics.get("val/acc"),
         "best_val_acc": float(best_score) if best_score is not None else fit_metrics.get("val/acc"),
         "test_acc": test_metrics.get("test/acc"),
         "test_loss": test_metrics.get("test/loss"),
         "train_loss": fit_metrics.get("train/loss_epoch"),
+        "at_chance": _at_chance(trainer),
         "steps": trainer.global_step,
-        "wall_time_s": round(time.time() - started, 2),
+        "wall_time_s": round(run_state.wall_time(), 2),
         "best_checkpoint": best_path or None,
         "wandb_run_id": wandb_ids[0] if wandb_ids else None,
         "run_dir": str(output_dir),

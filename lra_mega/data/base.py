@@ -8,6 +8,7 @@ limits for smoke runs, dataloaders, padding collate) lives here.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lra_mega.data.cache import default_cache_dir, load_split as load_cached, save_split, split_cache_dir
 from lra_mega.data.errors import LRAConfigError, LRADataError
+from lra_mega.data.sampling import EpochShuffleSampler
 from lra_mega.data.sequences import PadCollate
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,8 @@ class LRADataModule(L.LightningDataModule):
         cache_dir: root of the decoded-split cache; default ``$LRA_MEGA_CACHE``
             or ``~/.cache/lra_mega``. The LRA release is looked for in
             ``<cache_dir>/lra_release`` when ``root`` is not given.
-        seed: seed for generation, fixed splits and train shuffling.
+        seed: seed of generated data and fixed splits (``data.seed``; fixed across runs).
+        shuffle_seed: seed of the training order (the run's ``seed``); ``None`` = ``seed``.
         source: where the data comes from; one of the subclass's ``sources``
             (``None`` = ``default_source``).
         root: local data directory (the LRA release, or a parquet directory for
@@ -47,6 +50,9 @@ class LRADataModule(L.LightningDataModule):
         limit_examples: cap examples per split for smoke runs: an int for every
             split or a dict such as ``{"train": 64, "val": 16}``; ``None`` = all.
     """
+
+    #: Sources built locally from ``seed`` (no files read): ``root`` means nothing to them.
+    generated_sources: ClassVar[tuple[str, ...]] = ("generate",)
 
     task: ClassVar[str] = ""
     sources: ClassVar[tuple[str, ...]] = ()
@@ -73,6 +79,7 @@ class LRADataModule(L.LightningDataModule):
         source: str | None = None,
         root: str | os.PathLike | None = None,
         limit_examples: int | dict[str, int] | None = None,
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
         if source is None:
@@ -82,17 +89,32 @@ class LRADataModule(L.LightningDataModule):
                 f"task {self.task!r}: data.source={source!r} is not supported; "
                 f"allowed values: {', '.join(self.sources)}"
             )
-        if int(batch_size) < 1:
-            raise LRAConfigError(f"task {self.task!r}: data.batch_size must be >= 1, got {batch_size}")
+        self._require_int("batch_size", batch_size, 1)
+        if num_workers is not None:
+            self._require_int("num_workers", num_workers, 0, "or null (min(4, CPUs))")
+        if pin_memory is not None and not isinstance(pin_memory, bool):
+            raise LRAConfigError(f"task {self.task!r}: data.pin_memory={pin_memory!r} is not valid; "
+                                 f"use true, false or null (when CUDA is available)")
+        self._require_int("seed", seed, 0)
+        if shuffle_seed is not None:
+            self._require_int("shuffle_seed", shuffle_seed, 0)
+        if root is not None and source in self.generated_sources:
+            raise LRAConfigError(
+                f"task {self.task!r}: data.root={root} is not read by data.source={source!r} (the data is "
+                f"generated from data.seed); drop data.root, or read files with "
+                f"data.source={next((s for s in self.sources if s not in self.generated_sources), '?')}"
+            )
         self.batch_size = int(batch_size)
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else int(num_workers)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.seed = int(seed)
+        self.shuffle_seed = self.seed if shuffle_seed is None else int(shuffle_seed)
         self.source = source
         self.root = Path(root).expanduser() if root is not None else None
         self.limit_examples = self._parse_limits(limit_examples)
         self.datasets: dict[str, Dataset] = {}
+        self._resume: tuple[int, int] | None = None
 
     # ----- to implement in subclasses -------------------------------------------------
 
@@ -192,20 +214,31 @@ class LRADataModule(L.LightningDataModule):
         """The batch collate for this task (picklable, for worker processes)."""
         return PadCollate(self.input_kind, self.seq_len, self.dual, self.pixel_mean, self.pixel_std)
 
+    def resume_at(self, epoch: int, batches: int, replicas: int = 1) -> None:
+        """Make the next train loader continue epoch ``epoch`` after ``batches`` batches (per
+        process, ``replicas`` processes): the order a resumed run needs to equal an uninterrupted one."""
+        self._resume = (int(epoch), int(batches) * self.batch_size * max(1, int(replicas)))
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = None
+        if shuffle:
+            sampler = EpochShuffleSampler(len(self.datasets[split]), self.shuffle_seed)
+            if self._resume is not None:
+                sampler.resume_at(*self._resume)
+                self._resume = None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate(),
-            generator=gen,
+            # worker seeds come from here, not from the global RNG the model's dropout draws from
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -219,19 +252,30 @@ class LRADataModule(L.LightningDataModule):
 
     # ----- internals -----------------------------------------------------------------
 
+    def _require_int(self, key: str, value: Any, low: int, alt: str = "") -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise LRAConfigError(f"task {self.task!r}: data.{key}={value!r} is not valid; it must be an "
+                                 f"integer >= {low}{' ' + alt if alt else ''}")
+
     def _parse_limits(self, limit: int | dict[str, int] | None) -> dict[str, int]:
         if limit is None:
             return {}
+        if isinstance(limit, bool) or not isinstance(limit, (int, dict)) and not hasattr(limit, "items"):
+            raise LRAConfigError(f"task {self.task!r}: data.limit_examples={limit!r} is not valid; use a "
+                                 f"positive int (every split) or a mapping such as {{train: 256, val: 64}}")
         if isinstance(limit, int):
             limits = {s: limit for s in SPLITS}
         else:
             limits = {str(k): v for k, v in dict(limit).items() if v is not None}
         for k, v in limits.items():
-            if k not in SPLITS or int(v) < 1:
-                raise LRAConfigError(
-                    f"task {self.task!r}: data.limit_examples has bad entry {k}={v}; "
-                    f"use positive ints keyed by {', '.join(SPLITS)}"
-                )
+            if k not in SPLITS:
+                near = difflib.get_close_matches(k, SPLITS, n=1)
+                raise LRAConfigError(f"task {self.task!r}: data.limit_examples has unknown split {k!r}"
+                                     f"{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                                     f"use positive ints keyed by {', '.join(SPLITS)}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise LRAConfigError(f"task {self.task!r}: data.limit_examples.{k}={v!r} is not valid; "
+                                     f"it must be a positive integer")
         return {k: int(v) for k, v in limits.items()}
 
     def describe(self) -> dict[str, Any]:

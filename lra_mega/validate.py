@@ -1,0 +1,203 @@
+"""Checks of a composed run config that need no data: each failure is one ValueError line naming
+the key, the value and the fix. ``train()`` runs them before any data work."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+# Top-level keys the harness reads (config.yaml); anything else added with `+key` is a typo.
+TOP_LEVEL = ("task_name", "seed", "resume", "test", "optimized_metric", "data", "model", "head",
+             "optim", "trainer", "callbacks", "logger", "paths", "hydra", "run_name")
+SPLITS = ("train", "val", "test")
+
+
+def nearest(key: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The valid keys closest to ``key`` (by full path, then by last component)."""
+    candidates = sorted(set(candidates))
+    near = difflib.get_close_matches(key, candidates, n=n, cutoff=0.6)
+    if not near:
+        last = key.rsplit(".", 1)[-1]
+        by_last = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        near = [by_last[m] for m in difflib.get_close_matches(last, list(by_last), n=n, cutoff=0.6)]
+    return near
+
+
+def unknown_key_message(key: str, candidates: Iterable[str], what: str = "") -> str:
+    near = nearest(key, candidates)
+    hint = f"; nearest valid: {', '.join(near)}" if near else "; see `--cfg job` for the valid keys"
+    return f"unknown key {key}{what}{hint}"
+
+
+def flat_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of every key under ``node`` (a DictConfig or dict)."""
+    out = []
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else dict(node).items()
+    for k, v in items:
+        path = f"{prefix}{k}"
+        out.append(path)
+        if isinstance(v, (DictConfig, dict)):
+            out.extend(flat_keys(v, path + "."))
+    return out
+
+
+def _init_params(target: str) -> tuple[set[str], bool]:
+    """(keyword names a ``_target_`` accepts, whether it also takes any ``**kwargs``), following
+    ``**kwargs`` up the class hierarchy."""
+    obj = get_object(target)
+    functions = [obj] if not inspect.isclass(obj) else [
+        c.__dict__["__init__"] for c in obj.__mro__ if c is not object and "__init__" in c.__dict__]
+    names: set[str] = set()
+    for fn in functions:
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return names, True
+        names |= {p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
+        if not any(v.kind == v.VAR_KEYWORD for v in params.values()):
+            return names - {"self"}, False
+    return names - {"self"}, True
+
+
+def _section_params(cfg: DictConfig, section: str) -> tuple[set[str], bool] | None:
+    """(accepted keys, open) for a section whose keys become constructor arguments."""
+    if section == "trainer":
+        import lightning as L
+
+        return _init_params_of(L.Trainer)
+    if section == "optim":
+        from lra_mega.module import LRAClassifier
+
+        names, open_ = _init_params_of(LRAClassifier)
+        return names - {"encoder", "head", "num_classes", "dual"}, open_
+    node = cfg.get(section)
+    if isinstance(node, DictConfig) and "_target_" in node:
+        names, open_ = _init_params(str(node._target_))
+        return names | {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}, open_
+    return None
+
+
+def _init_params_of(cls: type) -> tuple[set[str], bool]:
+    return _init_params(f"{cls.__module__}.{cls.__qualname__}")
+
+
+def check_added_keys(cfg: DictConfig, overrides: Iterable[str]) -> None:
+    """Reject ``+key=value`` overrides that nothing reads (Hydra accepts any of them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    groups = _group_names()
+    for ov in parsed:
+        if not (ov.is_add() or ov.is_force_add()):
+            continue
+        key = ov.key_or_group
+        if key.split("/")[0] in groups or key.startswith("hydra"):
+            continue
+        parts = key.split(".")
+        top = parts[0]
+        if top not in TOP_LEVEL:
+            raise ValueError(unknown_key_message(
+                key, [k for k in flat_keys(cfg) if k.split(".")[0] in TOP_LEVEL],
+                " (added with +, but nothing reads it)"))
+        if len(parts) == 2 and top in ("callbacks", "logger"):
+            value = OmegaConf.select(cfg, key)
+            if value is not None and not (isinstance(value, DictConfig) and "_target_" in value):
+                raise ValueError(f"+{key} must be a mapping with a _target_ (a class to build), got {value!r}")
+        if len(parts) == 2 and top in ("trainer", "optim", "data", "model", "head"):
+            spec = _section_params(cfg, top)
+            if spec is not None and not spec[1] and parts[1] not in spec[0]:
+                raise ValueError(unknown_key_message(
+                    key, [f"{top}.{p}" for p in spec[0] if not p.startswith("_")],
+                    f" (added with +, but {top} takes no such argument)"))
+
+
+def _group_names() -> set[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {str(k).split("/")[0] for k in HydraConfig.get().runtime.choices}
+
+
+def _require(ok: bool, key: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is not valid; it must be {what}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Reject the run-level numbers a typo breaks, with the key and the fix, before any work."""
+    steps = cfg.trainer.get("max_steps")
+    _require(_is_int(steps) and steps >= 1, "trainer.max_steps", steps,
+             "a positive integer (optimizer updates)")
+    interval = cfg.trainer.get("val_check_interval")
+    _require(interval is None or (_is_number(interval) and interval > 0),
+             "trainer.val_check_interval", interval, "a positive number of training batches")
+    lr = cfg.optim.get("lr")
+    _require(_is_number(lr) and lr > 0, "optim.lr", lr, "a positive number")
+    decay = cfg.optim.get("weight_decay")
+    _require(_is_number(decay) and decay >= 0, "optim.weight_decay", decay, "a number >= 0")
+    warmup = cfg.optim.get("warmup_steps")
+    _require(_is_int(warmup) and 0 <= warmup <= steps, "optim.warmup_steps", warmup,
+             f"an integer in [0, trainer.max_steps={steps}]")
+    seed = cfg.get("seed")
+    _require(_is_int(seed) and 0 <= seed < 2**32, "seed", seed, "an integer in [0, 2**32)")
+    accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
+    _require(_is_int(accumulate) and accumulate >= 1, "trainer.accumulate_grad_batches", accumulate,
+             "a positive integer")
+    resume = cfg.get("resume")
+    _require(isinstance(resume, str) and resume != "", "resume", resume,
+             "auto, never or the path of a .ckpt file")
+
+
+def normalize_limits(cfg: DictConfig) -> None:
+    """``data.limit_examples=16`` means 16 per split: spell it out as a mapping, so the task
+    configs' ``${data.limit_examples.train}`` (how many examples to generate) sees it too."""
+    limit = cfg.data.get("limit_examples")
+    if limit is None or isinstance(limit, DictConfig):
+        if isinstance(limit, DictConfig):
+            for k in limit:
+                if k not in SPLITS:
+                    near = difflib.get_close_matches(str(k), SPLITS, n=1)
+                    raise ValueError(f"data.limit_examples has unknown split {k!r}"
+                                     f"{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                                     f"use positive ints keyed by {', '.join(SPLITS)}")
+        return
+    _require(_is_int(limit) and limit >= 1, "data.limit_examples", limit,
+             "a positive integer (every split) or a mapping such as {train: 256, val: 64, test: 64}")
+    with open_dict(cfg):
+        cfg.data.limit_examples = {s: int(limit) for s in SPLITS}
+
+
+def check_config(cfg: DictConfig, overrides: Iterable[str] = ()) -> None:
+    """Everything checkable from the config alone: added keys, run numbers, data limits."""
+    check_added_keys(cfg, overrides)
+    normalize_limits(cfg)
+    check_run_settings(cfg)
+
+
+def trainer_error_message(cfg: DictConfig, err: BaseException) -> str:
+    """One line for a Trainer that Lightning refuses to build."""
+    text = " ".join(str(err).split())
+    accelerator = cfg.trainer.get("accelerator")
+    if "not available" in text or "can not run on your system" in text:
+        return (f"trainer.accelerator={accelerator!r} asks for a device this machine does not have "
+                f"({text.split('.')[0]}); use trainer=cpu, or trainer=default to pick the device itself")
+    if isinstance(err, TypeError) and "unexpected keyword argument" in text:
+        bad = text.split("unexpected keyword argument")[-1].strip(" '\"")
+        names, _ = _section_params(cfg, "trainer") or (set(), True)
+        return unknown_key_message(f"trainer.{bad}", [f"trainer.{n}" for n in names],
+                                   " (not a Lightning Trainer flag)")
+    return f"Lightning rejected the trainer settings: {text}; fix the trainer.* overrides"

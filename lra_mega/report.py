@@ -1,14 +1,23 @@
-"""Collect ``results.json`` files into a markdown table against the paper, and plot curves."""
+"""Collect ``results.json`` files into a markdown table against the paper (mean ± std over seeds).
+
+Runs are grouped by task and the config digest without the seed (``seed_free_digest``): a
+group is one setting, its runs are its seeds. Smoke or size-limited runs (``limited``) are
+listed but left out of the comparison with the paper unless asked for. Curves: see
+:mod:`lra_mega.curves`.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
+import os
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 TASK_ORDER = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
-# Test accuracy (%) from DESIGN.md §4: Mega, Mega-chunk (Ma et al. 2022), S4 v2.
+NUM_CLASSES = {"listops": 10, "text": 2, "retrieval": 2, "image": 10, "pathfinder": 2, "pathx": 2}
+# Test accuracy (%) of Mega, Mega-chunk (Ma et al. 2022) and S4 v2 (docs/PRESETS.md).
 PAPER = {
     "listops": (63.14, 58.76, 59.60),
     "text": (90.43, 90.19, 86.82),
@@ -17,21 +26,134 @@ PAPER = {
     "pathfinder": (96.01, 94.41, 94.20),
     "pathx": (97.98, 93.81, 96.35),
 }
+# overrides that say where a run lives or how it logs, or that have their own column
+_QUIET = ("task", "experiment", "trainer", "seed", "hydra", "paths", "logger", "callbacks.progress_bar",
+          "resume", "data.root", "data.cache_dir", "data.num_workers", "data.pin_memory")
+_LIMITING = ("trainer=smoke", "data.limit_examples", "trainer.limit_train_batches",
+             "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.fast_dev_run",
+             "trainer.overfit_batches")
+
+
+def _result_dirs(runs_dir: Path) -> list[Path]:
+    """Directories holding a results.json under ``runs_dir``, following symlinked directories
+    (each real directory once, so a link loop or a second link is harmless)."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(runs_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if "results.json" in files:
+            found.append(Path(root))
+    return found
+
+
+def _overrides_file(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    return [ln[2:].strip().strip("'\"") for ln in lines if ln.startswith("- ")]
+
+
+def _fill_identity(result: dict[str, Any], run_dir: Path) -> None:
+    """Results written before runs recorded their identity: take it from .hydra/overrides.yaml."""
+    if "overrides" in result and "limited" in result:
+        return
+    overrides = result.get("overrides") or _overrides_file(run_dir)
+    choice = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    result.setdefault("overrides", overrides)
+    result.setdefault("experiment", choice.get("experiment"))
+    result.setdefault("trainer", choice.get("trainer", "default"))
+    result.setdefault("seed", int(choice["seed"]) if choice.get("seed", "").isdigit() else None)
+    result.setdefault("limited", any(o.lstrip("+").startswith(_LIMITING) for o in overrides))
 
 
 def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Every ``results.json`` under ``runs_dir``, in task order, then by path."""
+    """Every ``results.json`` under ``runs_dir`` (symlinks followed), in task order, then by path."""
+    runs_dir = Path(runs_dir)
     results = []
-    for path in sorted(Path(runs_dir).rglob("results.json")):
-        result = json.loads(path.read_text())
-        result["_dir"] = path.parent
+    for run_dir in _result_dirs(runs_dir):
+        result = json.loads((run_dir / "results.json").read_text())
+        result["_dir"] = run_dir
+        result["_name"] = str(run_dir.relative_to(runs_dir))
+        _fill_identity(result, run_dir)
         results.append(result)
     order = {t: i for i, t in enumerate(TASK_ORDER)}
-    return sorted(results, key=lambda r: (order.get(r["task"], len(order)), str(r["_dir"])))
+    return sorted(results, key=lambda r: (order.get(r["task"], len(order)), r["_name"]))
+
+
+def shown_overrides(result: dict[str, Any]) -> str:
+    """The overrides that change what a run computes (not seed, paths, loggers, or choices
+    that have their own column)."""
+    kept = []
+    for ov in result.get("overrides") or []:
+        key = ov.lstrip("+~").split("=", 1)[0]
+        if not any(key == q or key.startswith(q + ".") for q in _QUIET):
+            kept.append(ov)
+    return " ".join(kept)
+
+
+@dataclass
+class Group:
+    """Runs of one setting (task + config digest without the seed): its seeds."""
+
+    task: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.runs[0]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def limited(self) -> bool:
+        return any(r.get("limited") for r in self.runs)
+
+    @property
+    def at_chance(self) -> int:
+        return sum(1 for r in self.runs if r.get("at_chance") is True)
+
+    @property
+    def seeds(self) -> list:
+        return [r.get("seed") for r in self.runs]
+
+    def joined(self, key: str) -> str:
+        """The runs' values of ``key`` (one when they agree), ``–`` for none."""
+        values = sorted({str(r.get(key)) for r in self.runs if r.get(key)})
+        return ", ".join(values) or "–"
+
+    def stats(self, key: str) -> tuple[float | None, float | None, int]:
+        """(mean, sample std or None, count) of ``key`` over the runs that have it."""
+        values = [r[key] for r in self.runs if r.get(key) is not None]
+        if not values:
+            return None, None, 0
+        std = statistics.stdev(values) if len(values) > 1 else None
+        return statistics.fmean(values), std, len(values)
+
+
+def group_runs(results: list[dict[str, Any]]) -> list[Group]:
+    """Groups in first-seen order; results without a seed-free digest stand alone."""
+    groups: dict[tuple, Group] = {}
+    for r in results:
+        digest = r.get("seed_free_digest") or f"run:{r['_name']}"
+        groups.setdefault((r["task"], digest), Group(r["task"])).runs.append(r)
+    return list(groups.values())
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
+
+
+def mean_std(mean: float | None, std: float | None) -> str:
+    """``63.10 ± 0.42`` (%), or the single value when there is one run."""
+    if mean is None:
+        return "–"
+    return _pct(mean) if std is None else f"{_pct(mean)} ± {100 * std:.2f}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -42,59 +164,71 @@ def _duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
-def markdown_table(results: list[dict[str, Any]], runs_dir: str | Path) -> str:
-    """One row per run: our test accuracy beside the paper's Mega / Mega-chunk / S4 (all %)."""
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _code(text: str) -> str:
+    return f"`{text}`" if text else "–"
+
+
+def comparison_table(groups: list[Group]) -> list[str]:
+    """One row per setting: mean ± std of test and best val accuracy over its seeds."""
     lines = [
-        "| task | run | test acc | best val acc | paper Mega | paper Mega-chunk | S4 | steps "
-        "| wall time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        _row(["task", "preset", "trainer", "overrides", "limited", "n", "seeds", "test acc",
+              "best val acc", "at chance", "paper Mega", "paper Mega-chunk", "S4", "steps"]),
+        "|" + "---|" * 14,
+    ]
+    for g in groups:
+        r = g.first
+        paper = [f"{x:.2f}" for x in PAPER.get(g.task, ())] or ["–"] * 3
+        lines.append(_row([
+            g.task, g.joined("experiment"), g.joined("trainer"), _code(shown_overrides(r)),
+            "yes" if g.limited else "no", g.n,
+            ", ".join("–" if s is None else str(s) for s in g.seeds),
+            mean_std(*g.stats("test_acc")[:2]), mean_std(*g.stats("best_val_acc")[:2]),
+            f"{g.at_chance}/{g.n}", *paper, r.get("steps", "–"),
+        ]))
+    return lines
+
+
+def runs_table(results: list[dict[str, Any]]) -> list[str]:
+    """One row per run, limited ones marked."""
+    lines = [
+        _row(["task", "run", "preset", "trainer", "overrides", "limited", "seed", "test acc",
+              "best val acc", "at chance", "steps", "wall time"]),
+        "|" + "---|" * 12,
     ]
     for r in results:
-        paper = [f"{x:.2f}" for x in PAPER.get(r["task"], ())] or ["–"] * 3
-        cells = [
-            r["task"], str(Path(r["_dir"]).relative_to(runs_dir)), _pct(r.get("test_acc")),
-            _pct(r.get("best_val_acc")), *paper, str(r.get("steps", "–")),
-            _duration(r.get("wall_time_s")),
-        ]
-        lines.append(f"| {' | '.join(cells)} |")
-    return "\n".join(lines) + "\n"
+        chance = {True: "yes", False: "no"}.get(r.get("at_chance"), "–")
+        lines.append(_row([
+            r["task"], r["_name"], r.get("experiment") or "–", r.get("trainer") or "–",
+            _code(shown_overrides(r)), "yes" if r.get("limited") else "no",
+            "–" if r.get("seed") is None else r["seed"], _pct(r.get("test_acc")),
+            _pct(r.get("best_val_acc")), chance, r.get("steps", "–"), _duration(r.get("wall_time_s")),
+        ]))
+    return lines
 
 
-def read_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """(step, value) series of train loss and val accuracy from all csv-logger versions of a run."""
-    series: dict[str, list[tuple[int, float]]] = {"train/loss_step": [], "val/acc": []}
-    versions = sorted(Path(run_dir).glob("csv/version_*/metrics.csv"),
-                      key=lambda p: int(p.parent.name.split("_")[-1]))
-    for path in versions:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                for key, points in series.items():
-                    if row.get(key):
-                        points.append((int(row["step"]), float(row[key])))
-    return series
-
-
-def plot_curves(results: list[dict[str, Any]], runs_dir: str | Path, out_png: str | Path) -> Path:
-    """Training loss and validation accuracy against step, one line per run, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for r in results:
-        label = f"{r['task']} ({Path(r['_dir']).relative_to(runs_dir)})"
-        curves = read_curves(r["_dir"])
-        for ax, key in ((ax_loss, "train/loss_step"), (ax_acc, "val/acc")):
-            if curves[key]:
-                steps, values = zip(*curves[key])
-                ax.plot(steps, values, label=label, marker="." if len(steps) < 50 else None)
-    ax_loss.set(title="training loss", xlabel="step", ylabel="cross-entropy")
-    ax_acc.set(title="validation accuracy", xlabel="step", ylabel="accuracy")
-    if results:
-        ax_acc.legend(fontsize="small")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+def markdown_table(results: list[dict[str, Any]], include_limited: bool = False) -> str:
+    """The comparison with the paper (settings × seeds) and the list of every run."""
+    compared = [r for r in results if include_limited or not r.get("limited")]
+    left_out = len(results) - len(compared)
+    out = [
+        "## Against the paper",
+        "",
+        "Test and best validation accuracy (%) as mean ± sample std over the runs of one setting "
+        "(same task and config digest without the seed); n: runs, seeds: their seeds; at chance: "
+        "runs whose validation accuracy never left chance level (included in the mean). Paper: "
+        "Mega, Mega-chunk (Ma et al. 2022), S4.",
+        "",
+    ]
+    if compared:
+        out += comparison_table(group_runs(compared))
+    else:
+        out.append("No full-size runs yet.")
+    if left_out:
+        out += ["", f"{left_out} smoke or size-limited run(s) left out of this comparison "
+                    "(`--include-limited` adds them)."]
+    out += ["", "## Runs", ""] + runs_table(results)
+    return "\n".join(out) + "\n"

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """Collect every results.json under RUNS_DIR into a markdown table against the paper
-(Mega, Mega-chunk, S4) and draw learning curves from the csv logs.
+(Mega, Mega-chunk, S4): mean ± std over the seeds of each setting, n, runs stuck at chance.
+Smoke or size-limited runs are listed but left out of the comparison unless
+--include-limited. Draws learning curves from the csv logs.
 
     python scripts/results_table.py outputs
-    python scripts/results_table.py outputs --out table.md --plot curves.png
+    python scripts/results_table.py outputs --out table.md --plot curves.png --include-limited
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lra_mega.report import collect, markdown_table, plot_curves
+from lra_mega.curves import plot_curves
+from lra_mega.report import collect, markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs_dir", type=Path)
     p.add_argument("--out", type=Path, help="markdown file (default RUNS_DIR/results.md)")
     p.add_argument("--plot", type=Path, help="PNG file (default RUNS_DIR/curves.png)")
+    p.add_argument("--include-limited", action="store_true",
+                   help="compare smoke / size-limited runs with the paper too")
     args = p.parse_args(argv)
+    if not args.runs_dir.is_dir():
+        print(f"results_table: error: {args.runs_dir} is not a directory; give the directory "
+              "holding the runs (e.g. outputs)", file=sys.stderr)
+        return 1
     results = collect(args.runs_dir)
     if not results:
         print(f"results_table: error: no results.json under {args.runs_dir}", file=sys.stderr)
         return 1
-    table = markdown_table(results, args.runs_dir)
+    table = markdown_table(results, include_limited=args.include_limited)
     out = args.out or args.runs_dir / "results.md"
     out.write_text(table)
-    png = plot_curves(results, args.runs_dir, args.plot or args.runs_dir / "curves.png")
+    png = plot_curves(results, args.plot or args.runs_dir / "curves.png")
     print(table, end="")
     print(f"\n{len(results)} runs -> {out}, {png}")
     return 0

@@ -1,4 +1,4 @@
-"""LightningModule joining a Mega encoder and a classification head (DESIGN.md §1)."""
+"""LightningModule joining a Mega encoder and a classification head: loss, metrics, optimizer."""
 
 from __future__ import annotations
 

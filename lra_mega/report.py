@@ -27,8 +27,9 @@ PAPER = {
     "pathx": (97.98, 93.81, 96.35),
 }
 # overrides that say where a run lives or how it logs, or that have their own column
-_QUIET = ("task", "experiment", "trainer", "seed", "hydra", "paths", "logger", "callbacks.progress_bar",
-          "resume", "data.root", "data.cache_dir", "data.num_workers", "data.pin_memory")
+_QUIET = ("task", "experiment", "trainer", "seed", "hydra", "paths", "logger",
+          "callbacks.progress_bar", "resume", "data.root", "data.cache_dir", "data.num_workers",
+          "data.pin_memory")
 _LIMITING = ("trainer=smoke", "data.limit_examples", "trainer.limit_train_batches",
              "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.fast_dev_run",
              "trainer.overfit_batches")
@@ -71,7 +72,7 @@ def _fill_identity(result: dict[str, Any], run_dir: Path) -> None:
 
 
 def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Every ``results.json`` under ``runs_dir`` (symlinks followed), in task order, then by path."""
+    """Every ``results.json`` under ``runs_dir`` (symlinks followed), by task, then path."""
     runs_dir = Path(runs_dir)
     results = []
     for run_dir in _result_dirs(runs_dir):
@@ -205,7 +206,8 @@ def runs_table(results: list[dict[str, Any]]) -> list[str]:
             r["task"], r["_name"], r.get("experiment") or "–", r.get("trainer") or "–",
             _code(shown_overrides(r)), "yes" if r.get("limited") else "no",
             "–" if r.get("seed") is None else r["seed"], _pct(r.get("test_acc")),
-            _pct(r.get("best_val_acc")), chance, r.get("steps", "–"), _duration(r.get("wall_time_s")),
+            _pct(r.get("best_val_acc")), chance, r.get("steps", "–"),
+            _duration(r.get("wall_time_s")),
         ]))
     return lines
 

@@ -12,6 +12,7 @@ import logging
 import platform
 import secrets
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from lra_mega.resume import RESULTS_FILE, RunState, plan_resume
 from lra_mega.validate import check_config, check_run_settings, trainer_error_message
 
 log = logging.getLogger(__name__)
+# The datamodule restores the position in the training order itself (RunState -> resume_at).
+warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
 
 WANDB_ID_FILE = "wandb_id.txt"
 __all__ = ["train", "build_model", "config_digest", "check_run_settings", "RESULTS_FILE"]

@@ -6,6 +6,12 @@
 Release tasks (listops, retrieval, pathfinder, pathx) come from lra_release.gz, extracted
 into <dest>/lra_release/; hub tasks (text, image) are saved as parquet into
 <cache_dir>/hub/<task>/. ListOps, Pathfinder and Path-X can also be generated instead.
+
+Offline (e.g. a cluster node without internet): download lra_release.gz elsewhere, then either
+copy it to <dest>/lra_release.gz and run this command (an archive already there is used without
+contacting the server), or point at it:
+
+    python scripts/download_lra.py --tasks listops retrieval --url file:///path/to/lra_release.gz
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dest", type=Path, default=None,
                    help="where lra_release.gz and lra_release/ go (default: the cache dir)")
     p.add_argument("--cache-dir", type=Path, default=None, help="default $LRA_MEGA_CACHE or ~/.cache/lra_mega")
-    p.add_argument("--url", default=RELEASE_URL)
+    p.add_argument("--url", default=RELEASE_URL,
+                   help="where to get the archive; file:///path/to/lra_release.gz for a local copy")
     p.add_argument("--sha256", default=None, help="expected sha256 of the archive (optional)")
     p.add_argument("--remove-archive", action="store_true",
                    help="delete lra_release.gz after extraction (kept by default so other tasks need no new download)")

@@ -31,3 +31,37 @@ def compose_config(overrides: list[str], output_dir: Path | None = None) -> Dict
 def error_lines(stderr: str) -> list[str]:
     """The ``lra_mega: error:`` lines of a CLI's stderr."""
     return [ln for ln in stderr.splitlines() if ln.startswith("lra_mega: error:")]
+
+
+# ----- run helpers ------------------------------------------------------------------------
+
+# The tiny smoke run every harness test builds on, deterministic, no wandb, no progress bar.
+SMOKE = ["task=listops", "trainer=smoke", "logger=csv", "callbacks.progress_bar=null",
+         "trainer.deterministic=true"]
+
+
+class Crash(RuntimeError):
+    """Raised by :class:`CrashAt` to stand for a killed process."""
+
+
+class CrashAt:
+    """Callback (``+callbacks.crash._target_=harness.CrashAt +callbacks.crash.step=K``) that ends
+    the run after its update K, as a kill would: no checkpoint beyond the last validation."""
+
+    def __new__(cls, step: int):
+        import lightning as L
+
+        class _CrashAt(L.Callback):
+            def on_train_batch_end(self, trainer, *args) -> None:
+                if trainer.global_step >= step:
+                    raise Crash(f"crash after update {step}")
+
+        return _CrashAt()
+
+
+def csv_column(run_dir: Path, column: str, version: int = 0) -> dict[int, float]:
+    """``step -> value`` of one metric in ``<run_dir>/csv/version_<k>/metrics.csv``."""
+    import csv
+
+    with open(run_dir / "csv" / f"version_{version}" / "metrics.csv") as f:
+        return {int(r["step"]): float(r[column]) for r in csv.DictReader(f) if r.get(column)}

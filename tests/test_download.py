@@ -134,3 +134,37 @@ def test_offline_is_one_line(tmp_path, capsys):
     rc = mod.main(["--tasks", "listops", "--url", url, "--dest", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("error: could not reach")
+
+
+def _download_script():
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location(
+        "download_lra", pathlib.Path(__file__).parents[1] / "scripts" / "download_lra.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_offline_hint_works_as_printed(tmp_path, blob, capsys):
+    """The hint's two ways out, followed with no server at all: an archive put in DEST, and
+    --url file://..."""
+    dead = "http://127.0.0.1:9/lra_release.gz"
+    mod = _download_script()
+    assert mod.main(["--tasks", "listops", "--url", dead, "--dest", str(tmp_path), "--no-progress"]) == 1
+    hint = capsys.readouterr().err
+    assert f"put lra_release.gz in {tmp_path}" in hint and "--url file://" in hint
+
+    (tmp_path / "lra_release.gz").write_bytes(blob)  # "put lra_release.gz in DEST and rerun"
+    assert mod.main(["--tasks", "listops", "--url", dead, "--dest", str(tmp_path), "--no-progress"]) == 0
+    assert (tmp_path / "lra_release" / "listops-1000" / "basic_train.tsv").is_file()
+
+    elsewhere = tmp_path / "elsewhere"
+    local = tmp_path / "copy" / "lra_release.gz"
+    local.parent.mkdir()
+    local.write_bytes(blob)
+    assert mod.main(["--tasks", "retrieval", "--url", local.as_uri(), "--dest", str(elsewhere),
+                     "--no-progress"]) == 0
+    assert (elsewhere / "lra_release.gz").read_bytes() == blob
+    assert (elsewhere / "lra_release" / "tsv_data" / "new_aan_pairs.train.tsv").is_file()

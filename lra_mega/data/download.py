@@ -43,8 +43,8 @@ _CHUNK = 1 << 20
 
 
 def _offline_hint(dest: Path) -> str:
-    return (f"download {RELEASE_URL} by hand and put {ARCHIVE_NAME} in {dest} (then rerun), "
-            f"or unpack it so that {dest / 'lra_release'} holds listops-1000/, tsv_data/, pathfinder32/...")
+    return (f"download {RELEASE_URL} elsewhere, then either put {ARCHIVE_NAME} in {dest} and rerun (a file "
+            f"already there is used without contacting the server), or pass --url file:///path/to/{ARCHIVE_NAME}")
 
 
 def _open(url: str, start: int = 0, method: str = "GET", timeout: float = 30.0):
@@ -66,16 +66,19 @@ def download_file(url: str, dest: str | os.PathLike, expected_size: int | None =
     """Download ``url`` to ``dest``, resuming ``dest.part`` when present.
 
     Checks free disk space before starting, the final size against ``expected_size``
-    (or the server's), and ``sha256`` when given. Returns ``dest``.
+    (or the server's), and ``sha256`` when given. Returns ``dest``. A complete ``dest`` already
+    there (only finished downloads get that name; or a copy put there by hand) is used without
+    contacting the server, so a manually downloaded archive works offline; a truncated copy is
+    caught when it is extracted. ``url`` may be a ``file://`` URL.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if dest.exists() and (expected_size is None or dest.stat().st_size == expected_size):
+        log.info("%s already there; not downloading", dest)
+        return _check_sha(dest, sha256)
     try:
         total = remote_size(url, timeout) if expected_size is None else expected_size
-        if dest.exists() and (total is None or dest.stat().st_size == total):
-            log.info("%s already downloaded", dest)
-            return _check_sha(dest, sha256)
         have = part.stat().st_size if part.exists() else 0
         if total is not None and have > total:
             part.unlink()

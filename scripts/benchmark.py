@@ -1,14 +1,18 @@
-"""Time one training step (forward + backward + AdamW) and peak memory on each task's paper config.
+"""Benchmark lra_mega against other Mega implementations on each task's paper config.
 
-Implementations: lra_mega always; the Hugging Face port (transformers==4.46.3,
-``models/deprecated/mega``) and mega-pytorch when they are installed. All run in one process on
-the same device, one after the other, so their numbers compare.
+Task shapes (layers, widths, norm, attention, chunk, EMA truncation, dropout, length, batch,
+classes, dual encoder) come from the composed ``experiment=<task>_paper`` configs in
+``lra_mega/configs``, not from a table here. Implementations: lra_mega always; the Hugging Face
+port (transformers==4.46.3, ``models/deprecated/mega``) and mega-pytorch when installed. All run
+in one process on the same device, so their numbers compare.
 
-    python scripts/benchmark.py                                  # all tasks, every installed impl
+    python scripts/benchmark.py                                   # speed: step time + peak memory
     python scripts/benchmark.py --tasks listops --precision bf16
+    python scripts/benchmark.py --memory                          # saved activations, FLOPs, CPU step
     python scripts/benchmark.py --tasks pathfinder --batch 2 --length 128 --steps 2   # CPU smoke
 
-Writes ``<out>.json`` and ``<out>.md`` (default docs/benchmarks/speed).
+Speed mode writes ``<out>.{json,md}`` (default docs/benchmarks/speed); ``--memory`` writes
+docs/benchmarks/memory (see scripts/benchmark_memory.py).
 """
 
 from __future__ import annotations
@@ -18,136 +22,163 @@ import contextlib
 import json
 import platform
 import statistics
+import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lra_mega.model import ClassificationHead, MegaEncoder
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """The paper's model shape and batch for one task (DESIGN.md §4, issue #6 table)."""
-
-    layers: int
-    dim: int
-    zdim: int
-    hdim: int
-    length: int
-    batch: int
-    attention: str
-    norm: str
-    prenorm: bool
-    classes: int
-    pixels: bool
-    chunk_size: int = -1
-    truncation: int | None = None
-
-
-TASKS: dict[str, BenchConfig] = {
-    "listops": BenchConfig(6, 80, 64, 160, 2000, 64, "softmax", "layernorm", False, 10, False),
-    "text": BenchConfig(4, 128, 64, 256, 4096, 25, "softmax", "scalenorm", True, 2, False),
-    "image": BenchConfig(8, 160, 96, 320, 1024, 50, "laplace", "batchnorm", True, 10, True),
-    "pathfinder": BenchConfig(6, 128, 64, 256, 1024, 64, "laplace", "batchnorm", True, 2, True),
-    "pathx": BenchConfig(4, 64, 32, 128, 16384, 2, "laplace", "batchnorm", True, 2, True, 4096, 4096),
-}
-VOCAB = 256
+TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 TABLE_HEADER = "| task | impl | batch | length | step ms | peak GiB |\n|---|---|---|---|---|---|"
 
 
-class PooledClassifier(nn.Module):
-    """features(x) (B, L, D) → mean pool → MLP, the head every implementation gets."""
+@dataclass(frozen=True)
+class TaskShape:
+    """What a benchmark needs of one composed paper config."""
 
-    def __init__(self, features: nn.Module, dim: int, classes: int) -> None:
+    task: str
+    model: dict[str, Any]  # the encoder's config (MegaEncoder keywords, max_len included)
+    head: dict[str, Any]
+    batch: int
+    length: int
+    num_classes: int
+    dual: bool
+
+
+def paper_shapes(tasks: list[str], length: int | None = None) -> dict[str, TaskShape]:
+    """Compose ``experiment=<task>_paper`` for each task and read the model, head and batch.
+
+    The datamodule is constructed (no data is read or generated) for its contract attributes:
+    vocabulary, input kind, sequence length, classes, dual. ``length`` overrides the length.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from lra_mega import resolvers  # noqa: F401  (registers ${lra.*})
+
+    shapes = {}
+    with initialize_config_module(config_module="lra_mega.configs", version_base="1.3"):
+        for task in tasks:
+            cfg = compose(config_name="config", overrides=[f"experiment={task}_paper"])
+            datamodule = instantiate(OmegaConf.to_container(cfg.data, resolve=True))
+            seq_len = length or datamodule.seq_len
+            model = OmegaConf.to_container(cfg.model, resolve=True)
+            model.update(vocab_size=datamodule.vocab_size, input_kind=datamodule.input_kind, max_len=seq_len)
+            head = OmegaConf.to_container(cfg.head, resolve=True)
+            head.update(dim=model["dim"], num_classes=datamodule.num_classes)
+            shapes[task] = TaskShape(task, model, head, int(cfg.data.batch_size), seq_len,
+                                     datamodule.num_classes, bool(datamodule.dual))
+    return shapes
+
+
+class HFEncoder(nn.Module):
+    """The Hugging Face port as an encoder: (B, L) tokens or pixels + mask → (B, L, D)."""
+
+    def __init__(self, model: dict[str, Any]) -> None:
         super().__init__()
-        self.features = features
-        self.head = ClassificationHead(dim, classes)
+        from transformers import MegaConfig, MegaModel  # transformers==4.46.3 keeps the deprecated port
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x), None)
+        from lra_mega.model import RealNumberEmbedding
+
+        chunk = model["chunk_size"] if 0 < model["chunk_size"] < model["max_len"] else None
+        config = MegaConfig(
+            vocab_size=model["vocab_size"] or 2, hidden_size=model["dim"],
+            num_hidden_layers=model["depth"], shared_representation_size=model["zdim"],
+            intermediate_size=model["hdim"], nffn_hidden_size=model["ffn_dim"] or model["hdim"],
+            ema_projection_size=model["ndim"], bidirectional=model["bidirectional"],
+            attention_activation=model["attention"], normalization_type=model["norm"],
+            normalize_before_mega=model["prenorm"], normalize_before_ffn=model["prenorm"],
+            max_positions=chunk or model["max_len"], use_chunking=chunk is not None,
+            chunk_size=chunk or -1, truncation=model["truncation"],
+            relative_positional_bias=model["rel_pos"], dropout_prob=model["dropout"],
+            hidden_dropout_prob=model["hidden_dropout"], nffn_activation_dropout_prob=model["hidden_dropout"],
+            attention_probs_dropout_prob=model["attention_dropout"], add_token_type_embeddings=False,
+            pad_token_id=0,
+        )
+        self.pixels = model["input_kind"] == "pixels"
+        self.embed = RealNumberEmbedding(model["dim"]) if self.pixels else None
+        self.model = MegaModel(config, add_pooling_layer=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        attention_mask = None if mask is None else mask.long()
+        if self.pixels:
+            return self.model(inputs_embeds=self.embed(x), attention_mask=attention_mask).last_hidden_state
+        return self.model(input_ids=x, attention_mask=attention_mask).last_hidden_state
 
 
-class LastHiddenState(nn.Module):
-    """Adapts a Hugging Face model to return its (B, L, D) features."""
+class MegaPytorchEncoder(nn.Module):
+    """mega-pytorch's features (tokens only: pixel inputs are quantised to 256 levels)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: dict[str, Any]) -> None:
         super().__init__()
-        self.model = model
+        from mega_pytorch import Mega
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=x).last_hidden_state
+        self.model = Mega(
+            num_tokens=max(model["vocab_size"] or 256, 256), dim=model["dim"], depth=model["depth"],
+            ema_heads=model["ndim"], attn_dim_qk=model["zdim"], attn_dim_value=model["hdim"],
+            laplacian_attn_fn=model["attention"] == "laplace",
+        )
+        self.model.to_logits = nn.Identity()
+        self.pixels = model["input_kind"] == "pixels"
 
-
-def build_lra_mega(cfg: BenchConfig, length: int) -> tuple[nn.Module, bool]:
-    encoder = MegaEncoder(
-        vocab_size=None if cfg.pixels else VOCAB,
-        input_kind="pixels" if cfg.pixels else "tokens",
-        dim=cfg.dim, depth=cfg.layers, zdim=cfg.zdim, hdim=cfg.hdim, attention=cfg.attention,
-        norm=cfg.norm, prenorm=cfg.prenorm, chunk_size=cfg.chunk_size, truncation=cfg.truncation,
-        max_len=max(length, 1),
-    )
-    return PooledClassifier(encoder, cfg.dim, cfg.classes), cfg.pixels
-
-
-def build_hf(cfg: BenchConfig, length: int) -> tuple[nn.Module, bool]:
-    from transformers import MegaConfig, MegaModel  # transformers==4.46.3 keeps the deprecated port
-
-    chunk = cfg.chunk_size if cfg.chunk_size > 0 else None
-    config = MegaConfig(
-        vocab_size=VOCAB, hidden_size=cfg.dim, num_hidden_layers=cfg.layers,
-        shared_representation_size=cfg.zdim, intermediate_size=cfg.hdim, nffn_hidden_size=cfg.hdim,
-        ema_projection_size=16, bidirectional=True, attention_activation=cfg.attention,
-        normalization_type=cfg.norm, normalize_before_mega=cfg.prenorm, max_positions=length,
-        use_chunking=chunk is not None, chunk_size=chunk or -1, truncation=cfg.truncation,
-        dropout_prob=0.0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        add_token_type_embeddings=False, pad_token_id=0,
-    )
-    model = MegaModel(config, add_pooling_layer=False)
-    return PooledClassifier(LastHiddenState(model), cfg.dim, cfg.classes), False
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pixels:
+            x = (x.float().clamp(-3, 3) * 40 + 128).long().clamp(0, 255)
+        return self.model(x)
 
 
-def build_mega_pytorch(cfg: BenchConfig, length: int) -> tuple[nn.Module, bool]:
-    from mega_pytorch import Mega
+def build(impl: str, shape: TaskShape) -> nn.Module:
+    """The task's classifier (encoder + the paper head) with ``impl``'s encoder."""
+    from lra_mega.module import LRAClassifier
 
-    model = Mega(
-        num_tokens=VOCAB, dim=cfg.dim, depth=cfg.layers, ema_heads=16, attn_dim_qk=cfg.zdim,
-        attn_dim_value=cfg.hdim, laplacian_attn_fn=cfg.attention == "laplace",
-    )
-    model.to_logits = nn.Identity()  # keep the features; every impl gets the same pooled head
-    return PooledClassifier(model, cfg.dim, cfg.classes), False
+    if impl == "lra_mega":
+        encoder: nn.Module | dict = {"_target_": "lra_mega.model.MegaEncoder", **shape.model}
+    else:
+        encoder = {"hf": HFEncoder, "mega_pytorch": MegaPytorchEncoder}[impl](shape.model)
+    return LRAClassifier(encoder=encoder, head=shape.head, num_classes=shape.num_classes, dual=shape.dual)
 
 
-IMPLEMENTATIONS: dict[str, Callable[[BenchConfig, int], tuple[nn.Module, bool]]] = {
-    "lra_mega": build_lra_mega,
-    "hf": build_hf,
-    "mega_pytorch": build_mega_pytorch,
-}
+IMPLEMENTATIONS = ("lra_mega", "hf", "mega_pytorch")
+
+
+def make_batch(shape: TaskShape, batch: int, device: torch.device, seed: int = 0) -> tuple:
+    """Random inputs of the task's kind at full length (no padding), mask and labels."""
+    gen = torch.Generator().manual_seed(seed)
+    size = (batch, 2, shape.length) if shape.dual else (batch, shape.length)
+    if shape.model["input_kind"] == "pixels":
+        x = torch.randn(size, generator=gen)
+    else:
+        x = torch.randint(1, shape.model["vocab_size"], size, generator=gen)
+    y = torch.randint(0, shape.num_classes, (batch,), generator=gen)
+    return x.to(device), torch.ones(size, dtype=torch.bool, device=device), y.to(device)
+
+
+def autocast_for(precision: str, device: torch.device):
+    """bf16 autocast context, or a no-op for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def time_training_step(
-    model: nn.Module, pixels: bool, batch: int, length: int, classes: int, device: torch.device,
-    precision: str, warmup: int, steps: int,
+    model: nn.Module, shape: TaskShape, batch: int, device: torch.device, precision: str,
+    warmup: int, steps: int,
 ) -> dict[str, float]:
     """Mean/std of the step time (ms) after ``warmup`` steps, and peak memory (GiB, CUDA only)."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-8)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, length, generator=gen) if pixels else torch.randint(1, VOCAB, (batch, length), generator=gen)
-    x, y = x.to(device), torch.randint(0, classes, (batch,), generator=gen).to(device)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    )
+    x, mask, y = make_batch(shape, batch, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(x).float(), y)
+        with autocast_for(precision, device):
+            loss = F.cross_entropy(model(x, mask).float(), y)
         loss.backward()
         optimizer.step()
 
@@ -166,30 +197,32 @@ def time_training_step(
     return {"ms_mean": statistics.mean(times), "ms_std": statistics.pstdev(times), "peak_gib": peak}
 
 
+def error_text(err: BaseException) -> str:
+    """One line for a failed implementation."""
+    if isinstance(err, ImportError):
+        return f"not installed ({err.name})"
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return "out of memory"
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     rows = []
-    for task in args.tasks:
-        cfg = TASKS[task]
-        batch, length = args.batch or cfg.batch, args.length or cfg.length
+    for task, shape in paper_shapes(args.tasks, args.length).items():
+        batch = args.batch or shape.batch
         for impl in args.impls:
-            row = {"task": task, "impl": impl, "batch": batch, "length": length, "precision": args.precision}
+            row = {"task": task, "impl": impl, "batch": batch, "length": shape.length, "precision": args.precision}
             model = None
             try:
                 torch.manual_seed(0)
-                model, pixels = IMPLEMENTATIONS[impl](cfg, length)
-                row.update(time_training_step(
-                    model, pixels, batch, length, cfg.classes, device, args.precision, args.warmup, args.steps
-                ))
-            except ImportError as err:
-                row["error"] = f"not installed ({err.name})"
-            except torch.cuda.OutOfMemoryError:
-                row["error"] = "out of memory"
+                model = build(impl, shape)
+                row.update(time_training_step(model, shape, batch, device, args.precision, args.warmup, args.steps))
             except Exception as err:  # one broken impl must not end the comparison
-                row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
+                row["error"] = error_text(err)
             finally:
                 del model
                 if device.type == "cuda":
@@ -209,12 +242,14 @@ def format_row(row: dict) -> str:
 
 
 def environment(device: str) -> dict[str, str]:
+    """Library versions and the machine the numbers come from."""
+    import os
+
     env = {"torch": torch.__version__, "python": platform.python_version(), "device": device}
-    if torch.cuda.is_available():
+    if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
-    else:
-        env["cpu"] = platform.processor() or platform.machine()
-    for name in ("transformers", "mega_pytorch"):
+    env["cpu"] = f"{platform.machine()}, {os.cpu_count()} cores visible, {platform.processor() or 'unknown CPU'}"
+    for name in ("transformers", "mega_pytorch", "triton"):
         with contextlib.suppress(Exception):
             from importlib.metadata import version
 
@@ -232,17 +267,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, help="override every task's paper batch (smoke runs)")
     parser.add_argument("--length", type=int, help="override every task's paper length (smoke runs)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/speed"))
+    parser.add_argument("--out", type=Path, help="output stem (default docs/benchmarks/speed or /memory)")
+    parser.add_argument("--memory", action="store_true",
+                        help="saved activations, FLOPs and CPU step time instead of GPU speed")
+    parser.add_argument("--memory-batches", nargs=2, type=int, default=(1, 2), metavar=("B1", "B2"),
+                        help="batch pair for the per-example saved activations (default 1 2)")
+    parser.add_argument("--bf16-impls", nargs="*", default=["lra_mega"], choices=list(IMPLEMENTATIONS),
+                        help="implementations also measured under bf16 autocast in --memory")
+    parser.add_argument("--layers", nargs="*", default=[], metavar="TASK=N",
+                        help="measure TASK with N layers and scale to its depth (for RAM-bound rows)")
     args = parser.parse_args(argv)
 
+    if args.memory:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from benchmark_memory import main as memory_main
+
+        memory_main(args)
+        return
+    out = args.out or Path("docs/benchmarks/speed")
     print(TABLE_HEADER)
     rows = run(args)
     env = environment(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"environment": env, "results": rows}, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"environment": env, "results": rows}, indent=2))
     table = "\n".join(format_row(r) for r in rows)
     env_line = ", ".join(f"{k} {v}" for k, v in env.items())
-    args.out.with_suffix(".md").write_text(f"Environment: {env_line}\n\n{TABLE_HEADER}\n{table}\n")
+    out.with_suffix(".md").write_text(f"Environment: {env_line}\n\n{TABLE_HEADER}\n{table}\n")
 
 
 if __name__ == "__main__":

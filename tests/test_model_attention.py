@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lra_mega.model import MovingAverageGatedAttention, attend, laplace
-from lra_mega.model import attention as attention_module
+from lra_mega.model.kernels import blockwise as blockwise_module
 from lra_mega.model.position import RotaryRelativePositionalBias, SimpleRelativePositionalBias
 
 
@@ -146,7 +146,8 @@ def test_blockwise_path_matches_brute_force_and_reference_gradients(fn, causal, 
     w = bias.weight.detach()
 
     def run(impl):
-        monkeypatch.setattr(attention_module, "BLOCKWISE_BLOCK", 2)  # blocks of 2 query rows
+        monkeypatch.setattr(blockwise_module, "BLOCK_ELEMENTS", 1)  # blocks of MIN_BLOCK rows
+        monkeypatch.setattr(blockwise_module, "MIN_BLOCK", 2)
         inputs = [t.clone().requires_grad_(True) for t in (q, k, v)]
         bias.zero_grad()
         out = attend(*inputs, fn=fn, bias=bias, key_mask=key_mask, causal=causal, chunk_size=chunk,

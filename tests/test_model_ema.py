@@ -109,3 +109,63 @@ def test_step_equals_fft_path():
         y, state = ema.step(x[:, t], state)
         outs.append(y)
     assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)
+
+
+def former_ema(ema: MultiDimDampedEMA, x: torch.Tensor, mask=None) -> torch.Tensor:
+    """The EMA as computed before the lean autograd (plain autograd through the (c, n, t) decay
+    tensor and the FFT spectra), in fp64: the reference for values and gradients."""
+    length = x.size(1)
+    k = length if ema.truncation is None else min(ema.truncation, length)
+    p = torch.sigmoid(ema.delta)
+    q = 1.0 - p * torch.sigmoid(ema.alpha)
+    t = torch.arange(k, dtype=x.dtype).view(1, 1, k)
+    weights = (p * ema.beta) * torch.exp(t * torch.log(q))
+    kernel = torch.einsum("cnk,cn->ck", weights, ema.gamma * ema.scale)
+    signal = x if mask is None else x * mask.unsqueeze(-1).to(x.dtype)
+    n_fft = 2 * length
+    if ema.bidirectional:
+        past, future = kernel.split(ema.dim, dim=0)
+        taps = torch.cat([past, past.new_zeros(ema.dim, n_fft - k)], -1)
+        mirror = torch.cat([future[:, :1], future.new_zeros(ema.dim, n_fft - k), future[:, 1:].flip(-1)], -1)
+        taps = taps + mirror
+    else:
+        taps = kernel
+    spectrum = torch.fft.rfft(signal.transpose(1, 2), n=n_fft) * torch.fft.rfft(taps, n=n_fft)
+    conv = torch.fft.irfft(spectrum, n=n_fft)[..., :length].transpose(1, 2)
+    return F.silu(conv + x * ema.omega)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("truncation", [None, 6])
+@pytest.mark.parametrize("padded", [False, True])
+def test_lean_autograd_matches_former_values_and_gradients_fp64(bidirectional, truncation, padded):
+    torch.manual_seed(4)
+    ema = MultiDimDampedEMA(dim=5, ndim=3, bidirectional=bidirectional, truncation=truncation).double()
+    x = torch.randn(3, 13, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(3, 13) > 0.3 if padded else None
+    upstream = torch.randn(3, 13, 5, dtype=torch.float64)
+
+    def grads(fn):
+        ema.zero_grad()
+        x.grad = None
+        out = fn(ema, x, mask)
+        (out * upstream).sum().backward()
+        return [out.detach(), x.grad.clone()] + [p.grad.clone() for p in ema.parameters()]
+
+    for got, want in zip(grads(lambda e, x, m: e(x, m)), grads(former_ema)):
+        assert torch.allclose(got, want, atol=1e-10, rtol=1e-9)
+
+
+def test_lean_autograd_saves_no_decay_tensor_or_spectrum():
+    ema = MultiDimDampedEMA(dim=8, ndim=16)
+    x = torch.randn(1, 256, 8)
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ema(x)
+    assert not [s for s in shapes if len(s) == 3 and s[1:] == (16, 256)], shapes  # (2d, ndim, L)
+    assert not [s for s in shapes if 257 in s], shapes  # rfft spectra of length n/2 + 1

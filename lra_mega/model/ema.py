@@ -20,6 +20,80 @@ from torch import Tensor, nn
 
 from .checks import check_positive
 
+_KERNEL_CHUNK = 1 << 22  # values of a (channels, ndim, k) decay slab built at once
+
+
+def _decay_chunks(log_q: Tensor, length: int):
+    """Yield (channel slice, q^t of shape (channels, ndim, length)) a few channels at a time."""
+    t = torch.arange(length, device=log_q.device, dtype=log_q.dtype)
+    step = max(1, _KERNEL_CHUNK // max(1, log_q.size(1) * length))
+    for start in range(0, log_q.size(0), step):
+        rows = slice(start, start + step)
+        yield rows, torch.exp(log_q[rows].unsqueeze(-1) * t), t
+
+
+class _EMAKernel(torch.autograd.Function):
+    """K[c, t] = Σ_n a[c, n] · q[c, n]^t, recomputing q^t in the backward (nothing (c, n, t) is saved)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, log_q: Tensor, length: int) -> Tensor:  # noqa: D102
+        kernel = a.new_empty(a.size(0), length)
+        for rows, decay, _ in _decay_chunks(log_q, length):
+            kernel[rows] = torch.einsum("cn,cnt->ct", a[rows], decay)
+        ctx.save_for_backward(a, log_q)
+        return kernel
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        a, log_q = ctx.saved_tensors
+        da, dlog_q = torch.empty_like(a), torch.empty_like(log_q)
+        for rows, decay, t in _decay_chunks(log_q, grad.size(1)):
+            g = grad[rows].unsqueeze(1)  # (c, 1, t)
+            da[rows] = (decay * g).sum(-1)
+            dlog_q[rows] = a[rows] * (decay * (g * t)).sum(-1)
+        return da, dlog_q, None
+
+
+class _FFTConvolution(torch.autograd.Function):
+    """y[b, t, d] = Σ_s taps[d, s] · x[b, (t − s) mod n, d] for t < L, by real FFTs of length n.
+
+    Saves only x, the mask and the taps; the backward redoes the spectra:
+    dx = irfft(G · conj(T)), dtaps = irfft(Σ_b G · conj(X)), G the spectrum of dy.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mask: Tensor | None, taps: Tensor, n_fft: int) -> Tensor:  # noqa: D102
+        signal = _masked(x, mask)
+        spectrum = torch.fft.rfft(signal, n=n_fft, dim=1) * torch.fft.rfft(taps, n=n_fft).t()
+        ctx.save_for_backward(x, mask, taps)
+        ctx.n_fft = n_fft
+        return torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, : x.size(1)]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        x, mask, taps = ctx.saved_tensors
+        n_fft, length = ctx.n_fft, x.size(1)
+        g = torch.fft.rfft(grad, n=n_fft, dim=1)
+        dx = dtaps = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.fft.irfft(g * torch.fft.rfft(taps, n=n_fft).t().conj(), n=n_fft, dim=1)[:, :length]
+            dx = _masked(dx, mask).to(x.dtype)
+        if ctx.needs_input_grad[2]:
+            cross = (g * torch.fft.rfft(_masked(x, mask), n=n_fft, dim=1).conj()).sum(0)
+            dtaps = torch.fft.irfft(cross.t(), n=n_fft)[:, : taps.size(1)]
+        return dx, None, dtaps, None
+
+
+def _wide(x: Tensor) -> Tensor:
+    """x in fp32, or fp64 when it already is."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
+    """x in fp32 (fp64 stays) with padded positions zeroed."""
+    x = _wide(x)
+    return x if mask is None else x * mask.unsqueeze(-1).to(x.dtype)
+
 
 class MultiDimDampedEMA(nn.Module):
     """Damped EMA over the length axis of (B, L, dim) inputs, computed by FFT convolution."""
@@ -64,29 +138,29 @@ class MultiDimDampedEMA(nn.Module):
             nn.init.normal_(self.omega, mean=0.0, std=1.0)
 
     def coefficients(self) -> tuple[Tensor, Tensor]:
-        """Return (p, q) of shape (kernel_dim, ndim, 1) in fp32: p = σ(δ), q = 1 − p·σ(α)."""
-        p = torch.sigmoid(self.delta.float())
-        q = 1.0 - p * torch.sigmoid(self.alpha.float())
+        """Return (p, q) of shape (kernel_dim, ndim, 1) in fp32 (fp64 parameters stay): p = σ(δ), q = 1 − p·σ(α)."""
+        p = torch.sigmoid(_wide(self.delta))
+        q = 1.0 - p * torch.sigmoid(_wide(self.alpha))
         return p, q
 
     def kernel(self, length: int) -> Tensor:
-        """EMA kernel K[c, t] for t < min(truncation, length): shape (kernel_dim, k), fp32."""
+        """EMA kernel K[c, t] for t < min(truncation, length): shape (kernel_dim, k), fp32.
+
+        K[c, t] = Σ_n γ_n √(1/ndim) p_n β_n q_n^t, with q^t = exp(t·log q), stable for q in (0, 1).
+        """
         k = length if self.truncation is None else min(self.truncation, length)
         p, q = self.coefficients()
-        t = torch.arange(k, device=p.device, dtype=torch.float32).view(1, 1, k)
-        decay = torch.exp(t * torch.log(q))  # q^t, stable for q in (0, 1)
-        weights = (p * self.beta.float()) * decay  # (kernel_dim, ndim, k)
-        return torch.einsum("cnk,cn->ck", weights, self.gamma.float() * self.scale)
+        a = (p * _wide(self.beta)).squeeze(-1) * (_wide(self.gamma) * self.scale)
+        return _EMAKernel.apply(a, torch.log(q).squeeze(-1), k)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(B, L, dim) → (B, L, dim); ``mask`` (B, L) bool, True = real position."""
+    def forward(self, x: Tensor, mask: Tensor | None = None, activate: bool = True) -> Tensor:
+        """(B, L, dim) → (B, L, dim); ``mask`` (B, L) bool, True = real position.
+
+        ``activate=False`` returns K ∗ x + ω ⊙ x before the silu (for a fused consumer).
+        """
         length = x.size(1)
         residual = x * self.omega
         with torch.autocast(device_type=x.device.type, enabled=False):
-            signal = x.float()
-            if mask is not None:
-                signal = signal * mask.unsqueeze(-1).to(signal.dtype)
-            signal = signal.transpose(1, 2)  # (B, dim, L)
             kernel = self.kernel(length)
             n_fft = 2 * length
             if self.bidirectional:
@@ -99,10 +173,9 @@ class MultiDimDampedEMA(nn.Module):
                     taps[:, n_fft - future.size(1) + 1 :] += future[:, 1:].flip(-1)
             else:
                 taps = kernel
-            spectrum = torch.fft.rfft(signal, n=n_fft) * torch.fft.rfft(taps, n=n_fft)
-            conv = torch.fft.irfft(spectrum, n=n_fft)[..., :length]
-        out = conv.transpose(1, 2).to(residual.dtype) + residual
-        return F.silu(out)
+            conv = _FFTConvolution.apply(x, mask, taps, n_fft)
+        out = conv.to(residual.dtype) + residual
+        return F.silu(out) if activate else out
 
     def step(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One causal recurrent step: x (B, dim) → (y (B, dim), new state (B, dim, ndim)).

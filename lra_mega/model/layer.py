@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from .attention import ATTENTION_FUNCTIONS, attend, laplace, relu2
 from .checks import check_choice, check_positive, check_probability
 from .ema import MultiDimDampedEMA
+from .kernels.gating import feed_forward, gated_output, linear_silu, shared_qk, silu_linear
 from .norm import SequenceNorm
 from .position import build_relative_bias
 
@@ -87,12 +88,24 @@ class MovingAverageGatedAttention(nn.Module):
         return out if self.prenorm else self.norm(out)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x (B, L, dim), mask (B, L) bool (True = real) → (B, L, dim)."""
+        """x (B, L, dim), mask (B, L) bool (True = real) → (B, L, dim).
+
+        The same maths as ``_gates`` / ``_output`` (used by ``step``), through the fused
+        functions of ``kernels/gating.py`` that keep fewer activations for the backward.
+        """
         residual = x
         if self.prenorm:
-            x = self.norm(x)
-        mx = self.ema(x, mask)
-        v, u, q, k, r, hx = self._gates(x, mx)
+            x = self.norm(x).contiguous()
+        ema_out = self.ema(x, mask, activate=False)
+        if self.training and self.hidden_dropout.p > 0.0:
+            v = self.hidden_dropout(F.silu(self.v_proj(x)))
+        else:
+            v = linear_silu(x, self.v_proj.weight, self.v_proj.bias)
+        gates, hx = silu_linear(
+            ema_out, self.mx_proj.weight, self.mx_proj.bias, split=self.dim + self.zdim + self.hdim,
+            p=self.dropout.p, training=self.training,
+        )
+        q, k = shared_qk(gates, self.qk_gamma, self.qk_beta, start=self.dim)
         attn = attend(
             q,
             k,
@@ -104,7 +117,11 @@ class MovingAverageGatedAttention(nn.Module):
             chunk_size=self.chunk_size,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )
-        return self._output(residual, u, attn, r, hx)
+        out = gated_output(
+            residual, gates, attn, hx, self.h_proj.weight, self.h_proj.bias, self.dim,
+            p=self.dropout.p, training=self.training,
+        )
+        return out if self.prenorm else self.norm(out).contiguous()
 
     def step(self, x: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:
         """Incremental (causal) decoding of one position: x (B, dim) → (y (B, dim), state)."""
@@ -162,10 +179,13 @@ class NormalizedFeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         residual = x
         if self.prenorm:
-            x = self.norm(x)
-        x = self.dropout(self.fc2(self.hidden_dropout(F.silu(self.fc1(x)))))
-        out = x + residual
-        return out if self.prenorm else self.norm(out)
+            x = self.norm(x).contiguous()
+        hidden = feed_forward(
+            x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
+            p=self.hidden_dropout.p, training=self.training,
+        )
+        out = self.dropout(hidden) + residual
+        return out if self.prenorm else self.norm(out).contiguous()
 
 
 class MegaBlock(nn.Module):

@@ -8,6 +8,15 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_positive
+from .kernels.naive import toeplitz
+
+
+def _check_length(length: int, max_len: int, what: str) -> None:
+    if length > max_len:
+        raise ValueError(
+            f"sequence length {length} exceeds max_len={max_len} of the {what}; "
+            "raise the model's max_len (or use chunk_size)"
+        )
 
 
 class SimpleRelativePositionalBias(nn.Module):
@@ -20,15 +29,14 @@ class SimpleRelativePositionalBias(nn.Module):
         self.weight = nn.Parameter(torch.empty(2 * max_len - 1))
         nn.init.normal_(self.weight, mean=0.0, std=0.02)
 
+    def vector(self, length: int) -> Tensor:
+        """Bias over offsets −(length−1) … length−1, shape (2·length − 1): a view of the weight."""
+        _check_length(length, self.max_len, "relative position bias")
+        return self.weight[self.max_len - length : self.max_len + length - 1]
+
     def forward(self, length: int) -> Tensor:
         """Bias matrix (length, length) with entry [i, j] = weight[max_len − 1 + j − i]."""
-        if length > self.max_len:
-            raise ValueError(
-                f"sequence length {length} exceeds max_len={self.max_len} of the relative position "
-                "bias; raise the model's max_len (or use chunk_size)"
-            )
-        pos = torch.arange(length, device=self.weight.device)
-        return self.weight[self.max_len - 1 + pos.view(1, -1) - pos.view(-1, 1)]
+        return toeplitz(self.vector(length), length)
 
 
 def _sinusoids(length: int, dim: int) -> tuple[Tensor, Tensor]:
@@ -61,16 +69,23 @@ class RotaryRelativePositionalBias(nn.Module):
         sin, cos = self.sin[:length], self.cos[:length]
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
+    def vector(self, length: int) -> Tensor:
+        """Bias over offsets d = j − i in −(length−1) … length−1: ⟨a, rot_d(b)⟩, shape (2·length − 1).
+
+        Rotations compose, so ⟨rot_i(a), rot_j(b)⟩ = ⟨a, rot_{j−i}(b)⟩; negative offsets use
+        sin(−x) = −sin(x), cos(−x) = cos(x).
+        """
+        _check_length(length, self.max_len, "rotary bias")
+        sin, cos = self.sin[:length], self.cos[:length]
+        sin = torch.cat([-sin[1:].flip(0), sin])
+        cos = torch.cat([cos[1:].flip(0), cos])
+        b1, b2 = self.beta.chunk(2, dim=-1)
+        rotated = torch.cat([b1 * cos - b2 * sin, b2 * cos + b1 * sin], dim=-1)  # (2·length − 1, zdim)
+        return rotated @ self.alpha.squeeze(0)
+
     def forward(self, length: int) -> Tensor:
-        """Bias matrix (length, length)."""
-        if length > self.max_len:
-            raise ValueError(
-                f"sequence length {length} exceeds max_len={self.max_len} of the rotary bias; "
-                "raise the model's max_len (or use chunk_size)"
-            )
-        a = self._rotate(self.alpha.expand(length, -1))
-        b = self._rotate(self.beta.expand(length, -1))
-        return a @ b.transpose(0, 1)
+        """Bias matrix (length, length) with entry [i, j] = ⟨rot_i(a), rot_j(b)⟩."""
+        return toeplitz(self.vector(length), length)
 
 
 def build_relative_bias(kind: str, zdim: int, max_len: int) -> nn.Module:

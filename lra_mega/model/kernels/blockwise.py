@@ -1,9 +1,10 @@
-"""Memory-lean laplace / relu² attention: query blocks in the forward, recomputation in the backward.
+"""Memory-lean attention in PyTorch: query blocks in the forward, recomputed in the backward.
 
-The reference path keeps several (B, K, c, c) score tensors alive for autograd. This one keeps only
-q, k, v and recomputes one block of ``block`` query rows at a time, so the largest temporary is
-(B·K, block, c). The maths is the same as ``attention.attend`` for fn in {laplace, relu2}
-without attention dropout.
+Same signature and maths as ``naive.naive_element_attention`` (no dropout), plus ``fn="softmax"``
+(pass n = √z: a = q·kᵀ/√z + bias, softmax over the allowed keys). Autograd keeps only q, k, v,
+the (2c − 1) bias vector, the key mask and n; the largest temporary is (N, block, c), with
+``block`` chosen so that it stays near ``BLOCK_ELEMENTS`` values. Every block holds whole rows,
+so the softmax needs no running statistics.
 """
 
 from __future__ import annotations
@@ -13,96 +14,121 @@ import math
 import torch
 from torch import Tensor
 
+from .naive import LAPLACE_MU, LAPLACE_SIGMA
+
+BLOCK_ELEMENTS = 1 << 24  # ~64 MiB of fp32 per temporary
+MIN_BLOCK = 16
+# score of a disallowed key under softmax: exp() of it is 0, and a row without keys stays finite
+MASKED_SCORE = -1.0e4
 _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
-def _activation(
-    scores: Tensor, fn: str, mu: float, sigma: float, with_slope: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    """f(scores), plus f'(scores) when asked (the backward), for laplace or relu²; in fp32."""
-    scores = scores.float()
+def activation_and_slope(a: Tensor, fn: str, with_slope: bool) -> tuple[Tensor, Tensor | None]:
+    """f(a) and, when asked, f'(a) for laplace or relu²."""
     if fn == "laplace":
-        z = (scores - mu) / sigma
-        slope = torch.exp(-0.5 * z * z) / (sigma * _SQRT2PI) if with_slope else None
+        z = (a - LAPLACE_MU) / LAPLACE_SIGMA
+        slope = torch.exp(-0.5 * z * z) / (LAPLACE_SIGMA * _SQRT2PI) if with_slope else None
         return 0.5 * (1.0 + torch.erf(z / _SQRT2)), slope
-    positive = torch.relu(scores)
-    return positive * positive, 2.0 * positive if with_slope else None
+    positive = torch.relu(a)
+    return positive * positive, (2.0 * positive if with_slope else None)
 
 
-def _allowed_block(key_mask: Tensor | None, causal: bool, rows: slice, cols: int, device) -> Tensor | None:
+def _weights(a: Tensor, allowed: Tensor | None, fn: str, with_slope: bool) -> tuple[Tensor, Tensor | None]:
+    """Attention weights of one block (and f'(a) for laplace / relu² in the backward)."""
+    if fn == "softmax":
+        if allowed is not None:
+            a = a.masked_fill(~allowed, MASKED_SCORE)
+        return torch.softmax(a, dim=-1), None
+    weights, slope = activation_and_slope(a, fn, with_slope)
+    if allowed is not None:
+        weights = weights.masked_fill(~allowed, 0.0)
+        slope = None if slope is None else slope.masked_fill(~allowed, 0.0)
+    return weights, slope
+
+
+def _bias_rows(bias: Tensor, rows: slice, length: int) -> Tensor:
+    """Rows ``rows`` of the (c, c) Toeplitz bias: [i, j] = bias[c − 1 + j − i]."""
+    windows = bias.unfold(0, length, 1)  # [s, j] = bias[s + j], a view
+    return windows[length - rows.stop : length - rows.start].flip(0)
+
+
+def _allowed(key_mask: Tensor | None, causal: bool, rows: slice, length: int, device) -> Tensor | None:
     allowed = None if key_mask is None else key_mask.unsqueeze(1)  # (N, 1, c)
     if causal:
         q_pos = torch.arange(rows.start, rows.stop, device=device).unsqueeze(1)
-        tri = torch.arange(cols, device=device).unsqueeze(0) <= q_pos  # (b, c)
+        tri = torch.arange(length, device=device).unsqueeze(0) <= q_pos
         allowed = tri if allowed is None else allowed & tri
     return allowed
 
 
+def _block_rows(batch: int, length: int) -> int:
+    return max(MIN_BLOCK, min(length, BLOCK_ELEMENTS // max(1, batch * length)))
+
+
 class BlockwiseElementAttention(torch.autograd.Function):
-    """out = (f(q·kᵀ / n + bias) ⊙ allowed) · v over (N, c, ·) chunks, in blocks of query rows."""
+    """out = weights(q·kᵀ / n + bias) · v, in blocks of query rows; the backward recomputes them."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, key_mask, visible, causal, fn, mu, sigma, block):  # noqa: D102
-        out = v.new_empty(q.size(0), q.size(1), v.size(2))
+    def forward(ctx, q, k, v, bias, key_mask, visible, causal, fn):  # noqa: D102
         length = q.size(1)
+        block = _block_rows(q.size(0), length)
+        out = v.new_empty(q.size(0), length, v.size(2))
+        kt = k.transpose(1, 2)
         for start in range(0, length, block):
             rows = slice(start, min(start + block, length))
-            scores = q[:, rows] @ k.transpose(1, 2) / visible[:, rows] + bias[rows]
-            weights, _ = _activation(scores, fn, mu, sigma)
-            allowed = _allowed_block(key_mask, causal, rows, length, q.device)
-            if allowed is not None:
-                weights = weights * allowed
+            n = visible[:, rows].unsqueeze(-1).to(q.dtype)
+            a = q[:, rows] @ kt / n + _bias_rows(bias, rows, length).to(q.dtype)
+            allowed = _allowed(key_mask, causal, rows, length, q.device)
+            weights, _ = _weights(a, allowed, fn, with_slope=False)
             out[:, rows] = weights.to(v.dtype) @ v
         ctx.save_for_backward(q, k, v, bias, key_mask, visible)
-        ctx.config = (causal, fn, mu, sigma, block)
+        ctx.config = (causal, fn)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: D102
         q, k, v, bias, key_mask, visible = ctx.saved_tensors
-        causal, fn, mu, sigma, block = ctx.config
-        grad_out = grad_out.contiguous()
-        # fp32 accumulators: the sums over query blocks must not round at bf16 each time
-        dq, dk, dv = (torch.zeros(t.shape, dtype=torch.float32, device=t.device) for t in (q, k, v))
-        dbias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+        causal, fn = ctx.config
         length = q.size(1)
-        qf, kf, vf = q.float(), k.float(), v.float()
+        block = _block_rows(q.size(0), length)
+        # fp32 accumulators: sums over query blocks must not round at bf16 each time
+        wide = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+        qf, kf, vf, g_all = q.to(wide), k.to(wide), v.to(wide), grad_out.to(wide)
+        dq = torch.empty_like(qf)
+        dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
+        dmatrix = torch.zeros(length, length, dtype=wide, device=q.device) if ctx.needs_input_grad[3] else None
         for start in range(0, length, block):
             rows = slice(start, min(start + block, length))
-            n = visible[:, rows].float()
-            scores = qf[:, rows] @ kf.transpose(1, 2) / n + bias[rows].float()
-            weights, slope = _activation(scores, fn, mu, sigma, with_slope=True)
-            allowed = _allowed_block(key_mask, causal, rows, length, q.device)
-            if allowed is not None:
-                weights = weights * allowed
-                slope = slope * allowed
-            g = grad_out[:, rows].float()
+            n = visible[:, rows].unsqueeze(-1).to(wide)
+            a = qf[:, rows] @ kf.transpose(1, 2) / n + _bias_rows(bias, rows, length).to(wide)
+            allowed = _allowed(key_mask, causal, rows, length, q.device)
+            weights, slope = _weights(a, allowed, fn, with_slope=True)
+            g = g_all[:, rows]
             dv += weights.transpose(1, 2) @ g
-            d_scores = (g @ vf.transpose(1, 2)) * slope
-            dbias[rows] += d_scores.sum(0)
-            d_scores = d_scores / n
-            dq[:, rows] = d_scores @ kf
-            dk += d_scores.transpose(1, 2) @ qf[:, rows]
-        dq, dk, dv, dbias = dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias.to(bias.dtype)
-        return dq, dk, dv, dbias, None, None, None, None, None, None, None
+            d_weights = g @ vf.transpose(1, 2)
+            if fn == "softmax":
+                d_a = weights * (d_weights - (weights * d_weights).sum(-1, keepdim=True))
+            else:
+                d_a = d_weights * slope
+            if dmatrix is not None:
+                dmatrix[rows] = d_a.sum(0)
+            d_a = d_a / n
+            dq[:, rows] = d_a @ kf
+            dk += d_a.transpose(1, 2) @ qf[:, rows]
+        dbias = None
+        if dmatrix is not None:  # sum each diagonal: dbias[c − 1 + j − i] += dmatrix[i, j]
+            # row s of the row-flipped matrix holds offsets s + j: shift it right by s and sum rows
+            skewed = torch.nn.functional.pad(dmatrix.flip(0), (0, length)).flatten()[: length * (2 * length - 1)]
+            dbias = skewed.view(length, 2 * length - 1).sum(0).to(bias.dtype)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, None, None, None, None
 
 
 def blockwise_element_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    bias: Tensor,
-    key_mask: Tensor | None,
-    visible: Tensor,
-    *,
-    causal: bool,
-    fn: str,
-    mu: float,
-    sigma: float,
-    block: int = 256,
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor, key_mask: Tensor | None, visible: Tensor,
+    *, causal: bool, fn: str, dropout_p: float = 0.0,
 ) -> Tensor:
-    """q, k (N, c, z); v (N, c, h); bias (c, c); key_mask (N, c) bool or None; visible (N, c, 1)."""
-    return BlockwiseElementAttention.apply(
-        q, k, v, bias, key_mask, visible, causal, fn, mu, sigma, block
-    )
+    """See ``naive.naive_element_attention``; also ``fn="softmax"`` (with n = √z); no dropout."""
+    if dropout_p > 0.0:
+        raise ValueError("the blockwise attention path has no attention dropout; use impl='reference'")
+    return BlockwiseElementAttention.apply(q, k, v, bias, key_mask, visible, causal, fn)

@@ -1,5 +1,7 @@
 """Pathfinder (32x32) and Path-X (128x128): generated (default) or read from the LRA release.
 
+``resolution`` selects the other official sizes (64, and 256 = Path-256 with 65,536 pixels).
+
 Batches carry the image flattened row-major to ``(B, H*W)`` float32, normalised
 ``(x/255 - 0.5) / 0.5``, with an all-true mask. Generated splits are independent streams
 of one seed (``[seed, 0|1|2]`` for train/val/test), made in resumable shards by a process
@@ -21,8 +23,8 @@ from torch.utils.data import Dataset
 from lra_mega.data.base import LRADataModule
 from lra_mega.data.cache import files_fingerprint, load_split as load_cached, save_split, split_cache_dir
 from lra_mega.data.errors import LRAConfigError
-from lra_mega.data.pathfinder_generate import (BLOCK_SIZE, DIFFICULTIES, GENERATOR_VERSION, PathfinderSettings,
-                                               Seed, generate, pathfinder_settings)
+from lra_mega.data.pathfinder_generate import (BLOCK_SIZE, DIFFICULTIES, GENERATOR_VERSION, RESOLUTIONS,
+                                               PathfinderSettings, Seed, generate, pathfinder_settings)
 from lra_mega.data.pathfinder_release import read_release, release_subdir, split_indices
 from lra_mega.data.sequences import PixelDataset
 from lra_mega.data.shards import prepare_shard_dir, read_shard, run_shards
@@ -87,14 +89,16 @@ def generate_split(out_dir: str | os.PathLike, settings: PathfinderSettings, n: 
 
 
 class PathfinderDataModule(LRADataModule):
-    """LRA Pathfinder: 32x32 images, 2 classes, ``seq_len`` 1024.
+    """LRA Pathfinder: 32x32 images, 2 classes, ``seq_len`` 1024 (``resolution`` x ``resolution``).
 
     Args:
+        resolution: image size: 32, 64, 128 or 256 (default: 32 here, 128 for Path-X).
         n_train, n_val, n_test: split sizes for ``source="generate"`` (LRA: 160k/20k/20k).
             A smaller size of the same seed is a prefix of a larger one.
         difficulty: contour length: 6 (curv_baseline), 9 or 14 (LRA's choice, default).
         workers: generator / decoder processes (default: all CPUs); data do not depend on it.
-        shard_size: images per resumable generation shard (multiple of 256; default 2048).
+        shard_size: images per resumable generation shard (multiple of 256; default
+            2048 at 32 px, 1024 at 64, 512 at 128, 256 at 256).
         generator: overrides of :class:`PathfinderSettings` fields (e.g. ``{"margin": 1.0}``).
         **kwargs: :class:`~lra_mega.data.base.LRADataModule` arguments (``batch_size``,
             ``seed``, ``cache_dir``, ``source`` ∈ {generate, release}, ``root`` for release).
@@ -112,16 +116,23 @@ class PathfinderDataModule(LRADataModule):
     pixel_std = 0.5
 
     def __init__(self, n_train: int = 160_000, n_val: int = 20_000, n_test: int = 20_000,
-                 difficulty: int = 14, workers: int | None = None, shard_size: int = 2048,
-                 generator: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 difficulty: int = 14, resolution: int | None = None, workers: int | None = None,
+                 shard_size: int | None = None, generator: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        resolution = type(self).resolution if resolution is None else resolution
+        if resolution not in RESOLUTIONS:
+            raise LRAConfigError(f"task {self.task!r}: data.resolution={resolution!r} is not an official size; "
+                                 f"use one of {list(RESOLUTIONS)}")
+        self.resolution = int(resolution)
+        if shard_size is None:
+            shard_size = {32: 2048, 64: 1024, 128: 512, 256: 256}[self.resolution]
         sizes = {"train": n_train, "val": n_val, "test": n_test}
         for name, n in sizes.items():
             if int(n) < 1:
                 raise LRAConfigError(f"task {self.task!r}: data.n_{name} must be >= 1, got {n}")
         if difficulty not in DIFFICULTIES:
             raise LRAConfigError(f"task {self.task!r}: data.difficulty={difficulty!r} is not a contour length "
-                                 f"of the benchmark; use 6 (curv_baseline), 9 or 14")
+                                 f"of the benchmark; use one of {sorted(DIFFICULTIES)} (6 = curv_baseline)")
         if int(shard_size) < 1 or int(shard_size) % BLOCK_SIZE:
             raise LRAConfigError(f"task {self.task!r}: data.shard_size must be a positive multiple of "
                                  f"{BLOCK_SIZE}, got {shard_size}")
@@ -163,13 +174,10 @@ class PathfinderDataModule(LRADataModule):
 
 
 class PathXDataModule(PathfinderDataModule):
-    """LRA Path-X: Pathfinder at 128x128, ``seq_len`` 16384 (same arguments; shard_size 512)."""
+    """LRA Path-X: Pathfinder at 128x128, ``seq_len`` 16384 (same arguments)."""
 
     task: ClassVar[str] = "pathx"
     resolution: ClassVar[int] = 128
-
-    def __init__(self, *args: Any, shard_size: int = 512, **kwargs: Any) -> None:
-        super().__init__(*args, shard_size=shard_size, **kwargs)
 
 
 __all__ = ["PathfinderDataModule", "PathXDataModule", "generate_split"]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_choice, check_positive, check_probability
-from .layer import MegaBlock
+from .layer import MegaBlock, checkpointed
 from .norm import SequenceNorm
 
 INPUT_KINDS = ("tokens", "pixels")
@@ -80,6 +80,7 @@ class MegaEncoder(nn.Module):
         hidden_dropout: float = 0.0,
         bidirectional: bool = True,
         ffn_dim: int | None = None,
+        checkpoint_blocks: bool = False,
     ) -> None:
         super().__init__()
         check_choice("input_kind", input_kind, INPUT_KINDS)
@@ -92,6 +93,7 @@ class MegaEncoder(nn.Module):
         else:
             self.embed = RealNumberEmbedding(dim)
         self.input_kind = input_kind
+        self.checkpoint_blocks = bool(checkpoint_blocks)  # activation checkpointing per block (training)
         self.dim = dim
         self.embed_dropout = nn.Dropout(check_probability("dropout", dropout))
         self.layers = nn.ModuleList(
@@ -125,7 +127,10 @@ class MegaEncoder(nn.Module):
         if mask is not None:
             h = h * mask.unsqueeze(-1).to(h.dtype)
         for layer in self.layers:
-            h = layer(h, mask)
+            if self.checkpoint_blocks and self.training and torch.is_grad_enabled():
+                h = checkpointed(layer, h, mask)  # keeps only each block's input for the backward
+            else:
+                h = layer(h, mask)
         if self.final_norm is not None:
             h = self.final_norm(h)
         return h

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import ATTENTION_FUNCTIONS, attend, laplace, relu2
 from .checks import check_choice, check_positive, check_probability
@@ -214,3 +217,31 @@ class MegaBlock(nn.Module):
         """One causal decoding step: x (B, dim) → (y (B, dim), state)."""
         y, state = self.attention.step(x, state)
         return self.ffn(y.unsqueeze(1)).squeeze(1), state
+
+
+@contextmanager
+def _frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """BatchNorm running statistics left untouched (momentum 0, step count restored)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, steps) in zip(norms, saved):
+            m.momentum = momentum
+            if steps is not None:
+                m.num_batches_tracked.copy_(steps)
+
+
+def checkpointed(block: nn.Module, x: Tensor, mask: Tensor | None) -> Tensor:
+    """block(x, mask) keeping only x for the backward, which reruns the block's forward.
+
+    The rerun sees the same dropout masks (RNG state restored) and does not update BatchNorm
+    running statistics a second time.
+    """
+    return checkpoint(
+        block, x, mask, use_reentrant=False,
+        context_fn=lambda: (nullcontext(), _frozen_batchnorm_stats(block)),
+    )

@@ -1,4 +1,4 @@
-"""Pathfinder generator: sizes, balance, determinism, and label correctness by connectivity."""
+"""Pathfinder generator: sizes, balance, determinism, settings, and the rendering rules."""
 
 from __future__ import annotations
 
@@ -7,27 +7,38 @@ import pytest
 from scipy import ndimage
 
 from lra_mega.data.errors import LRAConfigError, LRADataError
-from lra_mega.data.pathfinder_generate import BLOCK_SIZE, PathfinderSettings, generate, pathfinder_settings
-
-EIGHT = np.ones((3, 3), bool)
+from lra_mega.data.pathfinder_generate import (BLOCK_SIZE, GENERATOR_VERSION, PathfinderSettings, generate,
+                                               pathfinder_settings)
+from lra_mega.data.pathfinder_render import sprite_bank, to_uint8
 
 
 @pytest.fixture(scope="module")
 def pf32():
-    return generate(pathfinder_settings(32), 2000, seed=123, return_curves=True)
+    return generate(pathfinder_settings(32), 600, seed=123)
 
 
-def test_pf32_size_dtype_and_labels(pf32):
-    assert pf32.images.shape == (2000, 32, 32) and pf32.images.dtype == np.uint8
-    assert pf32.labels.shape == (2000,) and set(np.unique(pf32.labels)) == {0, 1}
-    assert pf32.images.max() == 255  # markers are drawn at full intensity
-    assert abs(pf32.labels.mean() - 0.5) <= 0.02
+def test_pf32_size_dtype_labels_and_rescale(pf32):
+    assert pf32.images.shape == (600, 32, 32) and pf32.images.dtype == np.uint8
+    assert pf32.labels.shape == (600,) and set(np.unique(pf32.labels)) == {0, 1}
+    assert (pf32.images.reshape(600, -1).max(1) == 255).all()  # every image rescaled to a maximum of 255
+    first = pf32.labels[:BLOCK_SIZE]
+    assert first.sum() == BLOCK_SIZE // 2  # exactly balanced within a block
 
 
-def test_pf128_size_and_dtype():
-    out = generate(pathfinder_settings(128, contour_length=6), 20, seed=0)
-    assert out.images.shape == (20, 128, 128) and out.images.dtype == np.uint8
-    assert (out.images > 0).mean() > 0.01  # something was drawn
+def test_markers_are_bright_discs_on_the_image(pf32):
+    """The marker centres the generator reports are lit, and 2x2 lit (a disc, not a line)."""
+    for img, marks in zip(pf32.images[:200], pf32.markers[:200]):
+        for y, x in marks.astype(int):
+            assert img[y, x] >= 100
+            win = img[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+            assert (win >= 60).sum() >= 4
+
+
+@pytest.mark.parametrize("resolution,difficulty", [(64, 9), (128, 6), (256, 14)])
+def test_other_sizes_and_difficulties(resolution, difficulty):
+    out = generate(pathfinder_settings(resolution, contour_length=difficulty), 8, seed=0)
+    assert out.images.shape == (8, resolution, resolution) and out.images.dtype == np.uint8
+    assert 0.005 < (out.images >= 30).mean() < 0.3  # drawn, not flooded
 
 
 def test_same_seed_same_bytes_and_prefix():
@@ -39,62 +50,47 @@ def test_same_seed_same_bytes_and_prefix():
     assert np.array_equal(part.images, a.images[BLOCK_SIZE - 10:BLOCK_SIZE + 40])
     c = generate(s, 300, seed=8)
     assert not np.array_equal(a.images, c.images)
+    assert GENERATOR_VERSION >= 2  # images of the old (continuous-stroke) generator are never reused
 
 
-def _component_ids(lab: np.ndarray, mask: np.ndarray) -> set[int]:
-    return set(np.unique(lab[mask])) - {0}
+def test_settings_follow_lra_per_size():
+    s32, s128 = pathfinder_settings(32), pathfinder_settings(128)
+    assert (s32.paddle_length, s32.paddle_margins, s32.seed_distance, s32.continuity) == (2, (1,), 7, 1.0)
+    assert (s32.target_contrast, s32.distractor_contrast, s32.marker_contrast) == (1.5, 2.0, 1.0)
+    assert (s128.paddle_length, s128.paddle_margins, s128.marker_radius, s128.num_distractors) == (5, (2, 3), 3.0, 17)
+    assert pathfinder_settings(256).padding == 22 and pathfinder_settings(64).seed_distance == 12
+    assert pathfinder_settings(32, contour_length=6).distractor_length == 2
 
 
-def test_markers_on_one_curve_iff_positive(pf32):
+def test_paddle_sprite_is_a_2x_lanczos_line():
+    """The pasted paddle equals drawing it at 2x and shrinking, computed here independently:
+    a horizontal paddle of length 2 and width 1 (fine) covers fine pixels (8, 8..12)."""
+    from PIL import Image
+
     s = pathfinder_settings(32)
-    yy, xx = np.mgrid[0:32, 0:32]
-    for i in range(len(pf32.labels)):
-        t1, t2, dis = (m[i] for m in pf32.curve_masks())
-        # each target curve is drawn as one 4-connected stroke
-        assert ndimage.label(t1)[1] == 1 and ndimage.label(t2)[1] == 1
-        # markers, computed here: pixels within radius + 0.5 of the centres
-        discs = [np.hypot(yy - c[0], xx - c[1]) < s.marker_radius + 0.5 for c in pf32.markers[i]]
-        assert all((d & (t1 | t2)).any() for d in discs)  # each marker touches a target curve
-        # components of all curves plus the markers (8-connected)
-        lab, _ = ndimage.label(t1 | t2 | dis | discs[0] | discs[1], structure=EIGHT)
-        c0, c1 = _component_ids(lab, discs[0]), _component_ids(lab, discs[1])
-        assert len(c0) == 1 and len(c1) == 1
-        same = c0 == c1
-        assert same == bool(pf32.labels[i]), f"image {i}"
-        for comp in c0 | c1:  # a marked component holds exactly one target curve, no distractor
-            region = lab == comp
-            assert (region & t1).any() != (region & t2).any()
-            assert not (region & dis).any()
+    bank = sprite_bank(s, 1)
+    fine = np.zeros((17, 17), np.uint8)  # (reach=4) * 2 * 2 + 1
+    fine[8, 8:13] = 255
+    want = np.asarray(Image.fromarray(fine).resize((9, 9), Image.Resampling.LANCZOS), np.float32) / 255
+    assert np.allclose(bank.line[180], want)  # id 180 = 0 degrees
+    assert 0.5 < bank.line[180].max() < 0.7  # a thin line is dim after shrinking
+    halo = bank.halo[180]
+    assert halo.max() == 1.0 and (halo > 0).sum() > (bank.line[180] > 0).sum()  # the halo is wider
 
 
-def test_image_alone_shows_the_label(pf32):
-    """Independent of the masks: in the rendered image the two marker centres are 8-connected
-    through lit pixels exactly for positives."""
-    for i in range(len(pf32.labels)):
-        lab, _ = ndimage.label(pf32.images[i] > 0, structure=EIGHT)
-        y0, x0 = np.rint(pf32.markers[i, 0]).astype(int)
-        y1, x1 = np.rint(pf32.markers[i, 1]).astype(int)
-        assert lab[y0, x0] > 0 and lab[y1, x1] > 0
-        assert (lab[y0, x0] == lab[y1, x1]) == bool(pf32.labels[i]), f"image {i}"
-
-
-def test_positive_markers_sit_on_both_ends_of_a_curve(pf32):
-    """Positive: the two markers are the two tips of one target curve (far apart along it)."""
-    t1, t2, _ = pf32.curve_masks()
-    pos = np.flatnonzero(pf32.labels == 1)[:200]
-    s = pathfinder_settings(32)
-    for i in pos:
-        (y0, x0), (y1, x1) = pf32.markers[i]
-        curve = t1[i] if t1[i][int(round(y0)), int(round(x0))] else t2[i]
-        geo = ndimage.distance_transform_edt(~curve)  # both centres lie on the curve
-        assert geo[int(round(y0)), int(round(x0))] < 1 and geo[int(round(y1)), int(round(x1))] < 1
-        assert curve.sum() >= s.contour_length * s.paddle_length  # a full-length stroke
+def test_to_uint8_rescales_each_image_to_255():
+    x = np.zeros((2, 4, 4), np.float32)
+    x[0, 0, 0], x[0, 1, 1], x[1, 2, 2] = 1.0, 0.5, 0.25  # 0.5 -> 127.5, rounded up
+    out = to_uint8(x)
+    assert out[0, 0, 0] == 255 and out[0, 1, 1] == 128 and out[1, 2, 2] == 255 and out[1].sum() == 255
 
 
 def test_bad_settings_are_clear_errors():
-    with pytest.raises(LRAConfigError, match="difficulty.*7.*use 6"):
+    with pytest.raises(LRAConfigError, match="difficulty.*7.*6, 9, 14"):
         pathfinder_settings(32, contour_length=7)
-    with pytest.raises(LRAConfigError, match="resolution 48"):
+    with pytest.raises(LRAConfigError, match="resolution 48.*32, 64, 128, 256"):
         pathfinder_settings(48)
-    with pytest.raises(LRADataError, match="margin"):
-        PathfinderSettings(margin=-1)
+    with pytest.raises(LRADataError, match="paddle_margins"):
+        PathfinderSettings(paddle_margins=(0,))
+    with pytest.raises(LRAConfigError, match="unknown generator setting.*margin"):
+        pathfinder_settings(32, margin=2)

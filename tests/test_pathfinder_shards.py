@@ -92,7 +92,16 @@ def test_pathx_attributes_and_bad_args(tmp_path):
     dm = PathXDataModule(cache_dir=tmp_path)
     assert (dm.seq_len, dm.num_classes, dm.input_kind, dm.settings.image_size) == (16384, 2, "pixels", 128)
     assert dm.sizes == {"train": 160_000, "val": 20_000, "test": 20_000} and dm.source == "generate"
-    with pytest.raises(LRAConfigError, match="difficulty=10"):
+    with pytest.raises(LRAConfigError, match="difficulty=10.*6, 9, 14"):
         PathfinderDataModule(difficulty=10, cache_dir=tmp_path)
     with pytest.raises(LRAConfigError, match="n_val.*0"):
         PathfinderDataModule(n_val=0, cache_dir=tmp_path)
+
+
+def test_resolution_override_selects_the_official_sizes(tmp_path):
+    dm = PathfinderDataModule(resolution=256, cache_dir=tmp_path)
+    assert (dm.seq_len, dm.settings.image_size, dm.shard_size) == (65_536, 256, 256)
+    assert PathXDataModule(resolution=64, difficulty=6, cache_dir=tmp_path).seq_len == 4096
+    assert PathXDataModule(cache_dir=tmp_path).shard_size == 512
+    with pytest.raises(LRAConfigError, match="data.resolution=100.*32, 64, 128, 256"):
+        PathfinderDataModule(resolution=100, cache_dir=tmp_path)

@@ -175,7 +175,7 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     """Per-image rescale to 0..255 (minimum to 0, maximum to 255), rounded: what the original's
     8-bit save did to every float image."""
     n = len(images)
-    flat = images.reshape(n, -1)
+    flat = images.reshape(n, -1).astype(np.float64)
     lo = flat.min(1, keepdims=True)
     span = flat.max(1, keepdims=True) - lo
     span[span == 0] = 1.0

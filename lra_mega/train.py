@@ -70,8 +70,19 @@ def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
         return instantiate(cfg.trainer, **kwargs)
     except Exception as err:  # noqa: BLE001  (Lightning raises several types for bad flags)
         cause = _cause(err)
-        if isinstance(cause, (ValueError, TypeError, RuntimeError)) or "Misconfiguration" in type(cause).__name__:
+        if isinstance(cause, (ValueError, TypeError, RuntimeError, ImportError)) or \
+                "Misconfiguration" in type(cause).__name__:
             raise ValueError(trainer_error_message(cfg, cause)) from err
+        raise
+
+
+def _unwrapped(build: Any, *args: Any, **kwargs: Any) -> Any:
+    """``build(...)``, raising the user's ValueError itself rather than Hydra's wrapper of it."""
+    try:
+        return build(*args, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
         raise
 
 
@@ -156,8 +167,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     # everything that can be checked without data: datamodule arguments, model, trainer
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
-    datamodule = instantiate(cfg.data)
-    model = build_model(cfg, datamodule)
+    datamodule = _unwrapped(instantiate, cfg.data)
+    model = _unwrapped(build_model, cfg, datamodule)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     run_state = RunState(cfg.optim.warmup_steps, started=started)
     loggers = instantiate_loggers(cfg, output_dir, identity, fresh=cfg.resume == "never")

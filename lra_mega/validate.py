@@ -192,9 +192,10 @@ def trainer_error_message(cfg: DictConfig, err: BaseException) -> str:
     """One line for a Trainer that Lightning refuses to build."""
     text = " ".join(str(err).split())
     accelerator = cfg.trainer.get("accelerator")
-    if "not available" in text or "can not run on your system" in text:
+    if isinstance(err, ImportError) or any(m in text for m in (
+            "not available", "can not run on your system", "No supported gpu backend")):
         return (f"trainer.accelerator={accelerator!r} asks for a device this machine does not have "
-                f"({text.split('.')[0]}); use trainer=cpu, or trainer=default to pick the device itself")
+                f"({text.split('. ')[0].rstrip('!.')}); use trainer=cpu, or trainer=default to pick the device itself")
     if isinstance(err, TypeError) and "unexpected keyword argument" in text:
         bad = text.split("unexpected keyword argument")[-1].strip(" '\"")
         names, _ = _section_params(cfg, "trainer") or (set(), True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 import torch
 
 
@@ -84,3 +85,84 @@ def test_killed_run_resumes_where_it_stopped(cli_env, tmp_path):
     with open(run_dir / "csv" / "version_1" / "metrics.csv") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
     assert steps[0] == killed_at  # continued, not restarted from zero
+
+
+# ----- resume refuses what it cannot honour (in-process, one finished run shared) -------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, lra_cache):
+    from harness import SMOKE, compose_config
+
+    from lra_mega.train import train
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("LRA_MEGA_CACHE", str(lra_cache))
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    base = [*SMOKE, "trainer.max_steps=2", "trainer.val_check_interval=2", "data.limit_examples=8"]
+    train(compose_config(base, output_dir=run_dir))
+    yield run_dir, base, mp
+    mp.undo()
+
+
+def _snapshot(run_dir):
+    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+def _train(overrides, run_dir):
+    from harness import compose_config
+
+    from lra_mega.train import train
+
+    return train(compose_config(overrides, output_dir=run_dir))
+
+
+@pytest.mark.parametrize("change, keys", [
+    (["optim.lr=3e-3"], ["optim.lr: 0.001 -> 0.003"]),
+    (["model.dim=64", "seed=1"], ["model.dim: 32 -> 64", "seed: 42 -> 1"]),
+])
+def test_changed_run_is_refused_and_nothing_written(finished_run, change, keys):
+    run_dir, base, _ = finished_run
+    before = _snapshot(run_dir)
+    with pytest.raises(ValueError) as err:
+        _train([*base, *change, "trainer.max_steps=4"], run_dir)
+    msg = str(err.value)
+    assert "\n" not in msg and "resume=never" in msg and "new run directory" in msg
+    for key in keys:
+        assert key in msg
+    assert _snapshot(run_dir) == before  # results.json and .hydra/config.yaml untouched
+
+
+def test_finished_run_rerun_changes_nothing(finished_run, caplog):
+    run_dir, base, _ = finished_run
+    before = _snapshot(run_dir)
+    caplog.set_level("INFO")
+    results = _train([*base, "trainer.val_check_interval=1", "logger=none"], run_dir)  # may change
+    assert results == json.loads((run_dir / "results.json").read_text())
+    assert "already finished" in caplog.text and str(run_dir / "results.json") in caplog.text
+    assert _snapshot(run_dir) == before
+
+
+def test_corrupt_checkpoint_is_one_line(finished_run, tmp_path):
+    import shutil
+
+    run_dir, base, _ = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    last = copy / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:4000])
+    with pytest.raises(ValueError) as err:
+        _train(base, copy)
+    msg = str(err.value)
+    assert "\n" not in msg and str(last) in msg and "resume=never" in msg and "corrupt" in msg
+
+
+def test_fewer_steps_than_trained_is_refused(finished_run, tmp_path):
+    import shutil
+
+    run_dir, base, _ = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "results.json").unlink()  # as if killed during the test
+    with pytest.raises(ValueError, match="trainer.max_steps=1 is below the 2 steps"):
+        _train([*base, "trainer.max_steps=1", "trainer.val_check_interval=1", "optim.warmup_steps=1"], copy)

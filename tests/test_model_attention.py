@@ -49,7 +49,8 @@ def brute_force(q, k, v, fn, bias_of_offset, key_mask, causal, chunk):
 @pytest.mark.parametrize("fn", ["softmax", "laplace", "relu2"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("chunk", [-1, 4])
-def test_attention_equals_brute_force(fn, causal, chunk):
+@pytest.mark.parametrize("impl", ["auto", "reference", "blockwise"])
+def test_attention_equals_brute_force(fn, causal, chunk, impl):
     torch.manual_seed(1)
     bsz, length, zdim, hdim = 2, 10, 6, 5
     q, k = torch.randn(bsz, length, zdim), torch.randn(bsz, length, zdim)
@@ -61,7 +62,7 @@ def test_attention_equals_brute_force(fn, causal, chunk):
     with torch.no_grad():
         bias.weight.copy_(torch.randn(2 * max_len - 1) * 0.5)
     w = bias.weight.detach()
-    got = attend(q, k, v, fn=fn, bias=bias, key_mask=key_mask, causal=causal, chunk_size=chunk)
+    got = attend(q, k, v, fn=fn, bias=bias, key_mask=key_mask, causal=causal, chunk_size=chunk, impl=impl)
     want = brute_force(q, k, v, fn, lambda off: float(w[max_len - 1 + off]), key_mask, causal, chunk)
     valid = key_mask  # padded query rows carry no meaning
     assert torch.allclose(got.double()[valid], want[valid], atol=1e-5)
@@ -161,3 +162,74 @@ def test_blockwise_path_matches_brute_force_and_reference_gradients(fn, causal, 
     _, ref_grads = run("reference")
     for lean, ref in zip(lean_grads, ref_grads):
         assert torch.allclose(lean, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_blockwise_gradients_equal_sdpa(causal, monkeypatch):
+    monkeypatch.setattr(blockwise_module, "BLOCK_ELEMENTS", 1)
+    monkeypatch.setattr(blockwise_module, "MIN_BLOCK", 3)  # several query blocks
+    torch.manual_seed(4)
+    q, k, v = torch.randn(2, 11, 6), torch.randn(2, 11, 6), torch.randn(2, 11, 9)
+    key_mask = torch.ones(2, 11, dtype=torch.bool)
+    key_mask[0, 8:] = False
+    bias = SimpleRelativePositionalBias(11)
+
+    def run(impl):
+        inputs = [t.clone().requires_grad_(True) for t in (q, k, v)]
+        bias.zero_grad()
+        out = attend(*inputs, fn="softmax", bias=bias, key_mask=key_mask, causal=causal, impl=impl)
+        (out[key_mask] * torch.linspace(-1, 1, 9)).sum().backward()
+        return [out[key_mask]] + [t.grad for t in inputs] + [bias.weight.grad.clone()]
+
+    for lean, ref in zip(run("blockwise"), run("reference")):
+        assert torch.allclose(lean, ref, atol=1e-5)
+
+
+def _saved_per_example(fn, length=256, impl="auto"):
+    """Bytes autograd saves per example for one attend call (batch 2 minus batch 1)."""
+    sizes = []
+    for batch in (1, 2):
+        torch.manual_seed(0)
+        q, k, v = (torch.randn(batch, length, d, requires_grad=True) for d in (16, 16, 40))
+        bias = SimpleRelativePositionalBias(length)
+        seen = {}
+
+        def pack(t):
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            attend(q, k, v, fn=fn, bias=bias, impl=impl)
+        sizes.append(sum(seen.values()))
+    return sizes[1] - sizes[0]
+
+
+@pytest.mark.parametrize("fn", ["softmax", "laplace"])
+def test_lean_paths_keep_no_score_matrix_per_example(fn):
+    length = 256
+    score_matrix = length * length * 4
+    assert _saved_per_example(fn, length, "reference") >= score_matrix  # the plain paths keep (c, c)
+    assert _saved_per_example(fn, length, "auto") <= length * (16 + 16 + 40 + 1) * 4  # q, k, v and n only
+
+
+def test_sdpa_gets_equal_widths():
+    """The SDPA path pads q, k (or v) to one width: SDPA's fused CPU kernel runs (no grad on the bias)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 64, d, requires_grad=True) for d in (16, 16, 40))
+    bias = SimpleRelativePositionalBias(64).requires_grad_(False)
+    out = attend(q, k, v, fn="softmax", bias=bias, impl="reference")
+    names = []
+    node = out.grad_fn
+    while node is not None and len(names) < 20:
+        names.append(type(node).__name__)
+        node = node.next_functions[0][0] if node.next_functions else None
+    assert any("FlashAttention" in n for n in names), names
+
+
+def test_impl_errors_name_the_fix():
+    bias = SimpleRelativePositionalBias(8)
+    q = torch.randn(1, 8, 4)
+    with pytest.raises(ValueError, match="attention dropout"):
+        attend(q, q, q, fn="laplace", bias=bias, impl="blockwise", dropout_p=0.1)
+    with pytest.raises(ValueError, match="impl='nope'"):
+        attend(q, q, q, fn="laplace", bias=bias, impl="nope")

@@ -65,7 +65,8 @@ def generate_split(out_dir: str | os.PathLike, settings: PathfinderSettings, n: 
     workers = min(os.cpu_count() or 1, len(rows)) if workers is None else max(1, int(workers))
     make = functools.partial(_make_shard, settings, seed, shard_size, n)
     paths = run_shards(shard_dir, rows, make, workers=workers, progress=progress,
-                       description=f"pathfinder{settings.image_size}: {n} images", on_shard_done=on_shard_done)
+                       description=f"pathfinder{settings.image_size}: {n} images", unit="images",
+                       on_shard_done=on_shard_done)
     side = settings.image_size
     # consolidate through a file-backed array so Path-X (GBs) never sits in memory twice
     pixels = np.lib.format.open_memmap(shard_dir / "pixels.npy", mode="w+", dtype=np.uint8, shape=(n, side * side))

@@ -94,13 +94,14 @@ def _make_and_write(make: Callable[[int], dict[str, np.ndarray]], path: str, ind
 
 
 def run_shards(shard_dir: str | os.PathLike, rows: list[int], make: Callable[[int], dict[str, np.ndarray]], *,
-               workers: int = 1, description: str = "shards", progress: bool = True,
+               workers: int = 1, description: str = "shards", progress: bool = True, unit: str = "rows",
                on_shard_done: Callable[[int], None] | None = None) -> list[Path]:
     """Make every shard ``i`` (with ``rows[i]`` rows) of ``shard_dir`` not already complete.
 
     ``make(i)`` returns the arrays of shard ``i``; it must be picklable (a module-level
     function or a ``functools.partial`` of one) when ``workers > 1``. ``on_shard_done(i)``
-    is called in this process after each newly written shard. Returns all shard paths.
+    is called in this process after each newly written shard. The bar counts rows (named
+    ``unit``) with their rate and the time left. Returns all shard paths.
     """
     shard_dir = Path(shard_dir)
     paths = [shard_path(shard_dir, i) for i in range(len(rows))]
@@ -108,11 +109,12 @@ def run_shards(shard_dir: str | os.PathLike, rows: list[int], make: Callable[[in
     if len(todo) < len(paths):
         log.info("%s: %d of %d shards already complete in %s", description, len(paths) - len(todo),
                  len(paths), shard_dir)
-    with count_progress(progress) as bar:
-        task = bar.add_task(description, total=len(paths), completed=len(paths) - len(todo))
+    with count_progress(progress, unit=unit) as bar:
+        # counted in rows (e.g. images), so the rate and the time left are in the user's unit
+        task = bar.add_task(description, total=sum(rows), completed=sum(rows) - sum(rows[i] for i in todo))
 
         def done(i: int) -> None:
-            bar.advance(task)
+            bar.advance(task, rows[i])
             if on_shard_done is not None:
                 on_shard_done(i)
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Benchmark the split cache: first load (decode/generate → cache) vs second load (from cache).
 
-    python scripts/benchmark_data.py [--listops-n 100000] [--imdb-n 25000]
+    python scripts/benchmark_data.py [--listops-n 100000] [--imdb-n 25000] [--out DIR]
 
-Writes docs/benchmarks/data_cache.{json,md}. Uses a fresh temporary cache directory.
+Writes DIR/data_cache.{json,md} (default docs/benchmarks/). Uses a fresh temporary cache directory.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--listops-n", type=int, default=100_000, help="total expressions (96%%/2%%/2%% split)")
     p.add_argument("--imdb-n", type=int, default=25_000, help="reviews per split (train and test)")
+    p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     args = p.parse_args()
+    out = args.out
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -61,14 +63,14 @@ def main() -> None:
     info = {"machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
             "torch": torch.__version__, "note": "first = generate/decode + write cache; second = from cache "
             "(new datamodule, setup of all splits + one train batch)", "results": rows}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "data_cache.json").write_text(json.dumps(info, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_cache.json").write_text(json.dumps(info, indent=2) + "\n")
     lines = ["# Data cache benchmark", "", f"Machine: {info['machine']}; torch {info['torch']}.", "",
              info["note"] + ".", "", "| dataset | examples | first load (s) | second load (s) | speedup |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['dataset']} | {r['examples']} | {r['first_s']} | {r['second_s']} | {r['speedup']}x |" for r in rows]
     lines += ["", "Reproduce: `python scripts/benchmark_data.py`.", ""]
-    (OUT / "data_cache.md").write_text("\n".join(lines))
+    (out / "data_cache.md").write_text("\n".join(lines))
     for r in rows:
         if r["speedup"] < 10:
             raise SystemExit(f"cache speedup for {r['dataset']} is only {r['speedup']}x (< 10x)")

@@ -1,20 +1,41 @@
-"""scripts/benchmark.py runs end to end on CPU and records a comparable row per implementation."""
+"""scripts/benchmark.py: shapes from the composed paper configs, speed and --memory rows; benchmark_data --out."""
 
 import json
 import runpy
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def _run_script(name, argv, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
+
+
+def test_task_shapes_come_from_the_paper_configs():
+    from benchmark import TASKS, paper_shapes
+
+    shapes = paper_shapes(list(TASKS))
+    assert set(shapes) == {"listops", "text", "retrieval", "image", "pathfinder", "pathx"}
+    for task, shape in shapes.items():
+        # read the task file directly (the experiment preset selects it)
+        raw = OmegaConf.load(ROOT / "lra_mega" / "configs" / "task" / f"{task}.yaml")
+        for key in ("depth", "dim", "zdim", "hdim", "attention", "norm", "prenorm", "chunk_size"):
+            assert shape.model[key] == raw.model[key], (task, key)
+        assert shape.batch == raw.data.batch_size, task
+    assert shapes["retrieval"].dual and not shapes["text"].dual
+    assert shapes["pathx"].length == 128 * 128 and shapes["image"].model["input_kind"] == "pixels"
 
 
 def test_benchmark_writes_json_and_markdown(tmp_path, monkeypatch):
     out = tmp_path / "speed"
-    argv = ["benchmark.py", "--tasks", "listops", "pathx", "--impls", "lra_mega", "mega_pytorch",
-            "--batch", "2", "--length", "48", "--steps", "2", "--warmup", "1", "--device", "cpu",
-            "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", argv)
-    runpy.run_path(str(ROOT / "scripts" / "benchmark.py"), run_name="__main__")
+    _run_script("benchmark.py", ["--tasks", "listops", "pathx", "--impls", "lra_mega", "mega_pytorch",
+                                 "--batch", "2", "--length", "48", "--steps", "2", "--warmup", "1",
+                                 "--device", "cpu", "--out", str(out)], monkeypatch)
     data = json.loads(out.with_suffix(".json").read_text())
     rows = {(r["task"], r["impl"]): r for r in data["results"]}
     assert set(rows) == {("listops", "lra_mega"), ("listops", "mega_pytorch"),
@@ -23,3 +44,32 @@ def test_benchmark_writes_json_and_markdown(tmp_path, monkeypatch):
     assert ours["ms_mean"] > 0 and (ours["batch"], ours["length"]) == (2, 48)
     assert "not installed" in rows[("pathx", "mega_pytorch")].get("error", "not installed")
     assert "| listops | lra_mega | 2 | 48 |" in out.with_suffix(".md").read_text()
+
+
+def test_memory_mode_rows(tmp_path, monkeypatch):
+    out = tmp_path / "memory"
+    _run_script("benchmark.py", ["--memory", "--tasks", "retrieval", "pathx", "--impls", "lra_mega",
+                                 "--length", "64", "--steps", "1", "--warmup", "0", "--layers", "pathx=1",
+                                 "--out", str(out)], monkeypatch)
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = {(r["task"], r["precision"]): r for r in data["results"]}
+    assert set(rows) == {("retrieval", "fp32"), ("retrieval", "bf16"), ("pathx", "fp32"), ("pathx", "bf16")}
+    retrieval = rows[("retrieval", "fp32")]
+    assert retrieval["saved_mib_per_example"] > 0 and retrieval["gflop_per_example"] > 0
+    assert retrieval["cpu_step_ms_batch1"] > 0 and retrieval["depth"] == 6
+    assert rows[("pathx", "fp32")]["scaled_from_layers"] == 1
+    assert "| retrieval | lra_mega | fp32 |" in out.with_suffix(".md").read_text()
+
+
+def test_benchmark_data_writes_where_told(tmp_path, monkeypatch):
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("data_cache.*")}
+    try:
+        _run_script("benchmark_data.py", ["--listops-n", "150", "--imdb-n", "8", "--out", str(tmp_path)],
+                    monkeypatch)
+    except SystemExit as done:  # a speed-up under 10x on tiny data ends with a message, not a crash
+        assert "speedup" in str(done.code)
+    assert json.loads((tmp_path / "data_cache.json").read_text())["results"]
+    assert (tmp_path / "data_cache.md").exists()
+    after = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("data_cache.*")}
+    assert before == after  # docs/benchmarks untouched
+

@@ -22,6 +22,10 @@ def test_smoke_run_writes_results(task, run_cli, data_overrides, tmp_path):
     assert results["steps"] == 6  # trainer=smoke: max_steps 6
     assert 0.0 <= results["test_acc"] <= 1.0 and 0.0 <= results["best_val_acc"] <= 1.0
     assert len(results["config_digest"]) == 64 and results["versions"]["torch"]
+    # run identity: which preset and trainer ran, with which overrides; smoke runs are marked
+    assert results["experiment"] is None and results["trainer"] == "smoke" and results["limited"] is True
+    assert results["overrides"][:2] == [f"task={task}", "trainer=smoke"] and results["seed"] == 42
+    assert len(results["seed_free_digest"]) == 64 and "at_chance" in results
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     best = list((run_dir / "checkpoints").glob("best-*.ckpt"))
     assert [str(p) for p in best] == [results["best_checkpoint"]]

@@ -1,0 +1,74 @@
+"""Run identity: preset, trainer and overrides reach results.json and the wandb run; one sweep
+writes under one directory."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from harness import compose_config
+from omegaconf import OmegaConf
+
+from lra_mega.identity import config_digest, run_identity
+from lra_mega.validate import check_config
+
+
+def _identity(overrides):
+    cfg = compose_config(overrides)
+    check_config(cfg, overrides)
+    return run_identity(OmegaConf.to_container(cfg, resolve=True)), cfg
+
+
+def test_preset_trainer_and_overrides_name_the_run():
+    ident, _ = _identity(["experiment=pathfinder_chunk", "trainer=smoke", "seed=3", "optim.lr=0.003"])
+    assert (ident.task, ident.experiment, ident.trainer, ident.limited) == ("pathfinder", "pathfinder_chunk",
+                                                                          "smoke", True)
+    assert ident.name == "pathfinder_chunk[trainer=smoke,seed=3,optim.lr=0.003]"
+    assert ident.group == "pathfinder_chunk[trainer=smoke,optim.lr=0.003]"  # seeds share a group
+    assert ident.tags == ["pathfinder", "preset:pathfinder_chunk", "trainer:smoke", "limited"]
+    paper, _ = _identity(["experiment=pathfinder_paper"])
+    assert paper.name == "pathfinder_paper" and not paper.limited and paper.trainer == "default"
+
+
+def test_limited_runs_are_marked():
+    for overrides in (["task=listops", "data.limit_examples=64"], ["task=listops", "trainer.limit_train_batches=5"],
+                      ["task=listops", "+trainer.fast_dev_run=true"]):
+        assert _identity(overrides)[0].limited, overrides
+    assert not _identity(["task=listops", "trainer.limit_train_batches=1.0"])[0].limited
+
+
+def test_seed_free_digest_groups_seeds():
+    a, b = (OmegaConf.to_container(compose_config(["task=listops", f"seed={s}"]), resolve=True) for s in (1, 2))
+    assert config_digest(a) != config_digest(b)
+    assert config_digest(a, seed=False) == config_digest(b, seed=False)
+
+
+def test_wandb_run_carries_preset_trainer_and_overrides(tmp_path, offline_env):
+    from lra_mega.train import instantiate_loggers
+
+    ident, cfg = _identity(["experiment=listops_chunk", "trainer=smoke", "seed=3"])
+    cfg = compose_config(["experiment=listops_chunk", "trainer=smoke", "seed=3"], output_dir=tmp_path)
+    wandb, csv = instantiate_loggers(cfg, tmp_path, ident, fresh=True)
+    init = wandb._wandb_init
+    assert init["name"] == "listops_chunk[trainer=smoke,seed=3]"
+    assert init["group"] == "listops_chunk[trainer=smoke]"
+    assert init["tags"] == ["listops", "preset:listops_chunk", "trainer:smoke", "limited"]
+    assert ident.to_dict()["overrides"] == ["experiment=listops_chunk", "trainer=smoke", "seed=3"]
+    named = compose_config(["task=listops", "logger.wandb.name=mine"], output_dir=tmp_path)
+    assert instantiate_loggers(named, tmp_path, ident, fresh=True)[0]._wandb_init["name"] == "mine"
+
+
+def test_multitask_sweep_writes_under_one_directory(run_cli, tmp_path):
+    proc = run_cli("-m", "task=listops,pathfinder", "trainer=smoke", "logger=csv", "test=false",
+                   "trainer.max_steps=2", "trainer.val_check_interval=2", "data.limit_examples=8",
+                   "callbacks.progress_bar=null", f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "multiruns").iterdir()
+    assert (sweep / "multirun.yaml").is_file()
+    results = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    assert {k: r["task"] for k, r in results.items()} == {"0": "listops", "1": "pathfinder"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multiruns"]  # nothing under outputs/<task>/
+    for job, r in results.items():
+        assert r["trainer"] == "smoke" and r["limited"] is True
+        stored = yaml.safe_load((sweep / job / ".hydra" / "config.yaml").read_text())
+        assert stored["task_name"] == r["task"]

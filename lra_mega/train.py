@@ -168,7 +168,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # everything that can be checked without data: datamodule arguments, model, trainer
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = _unwrapped(instantiate, cfg.data)
-    model = _unwrapped(build_model, cfg, datamodule)
+    try:
+        model = _unwrapped(build_model, cfg, datamodule)
+    except ValueError as err:  # the model layer names its argument: say which section it is in
+        key = str(err).split("=", 1)[0]
+        section = next((s for s in ("model", "head", "optim") if key.isidentifier() and key in cfg[s]), None)
+        if section is None:
+            raise
+        raise ValueError(f"{section}.{err}") from None
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     run_state = RunState(cfg.optim.warmup_steps, started=started)
     loggers = instantiate_loggers(cfg, output_dir, identity, fresh=cfg.resume == "never")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .checks import check_positive
 
 _KERNEL_CHUNK = 1 << 22  # values of a (channels, ndim, k) decay slab built at once
+_LOG_TINY = -60.0
 
 
 def _decay_chunks(log_q: Tensor, length: int):
@@ -29,7 +30,8 @@ def _decay_chunks(log_q: Tensor, length: int):
     step = max(1, _KERNEL_CHUNK // max(1, log_q.size(1) * length))
     for start in range(0, log_q.size(0), step):
         rows = slice(start, start + step)
-        yield rows, torch.exp(log_q[rows].unsqueeze(-1) * t), t
+        # q^t below e^−60 is 0 for the sum; clamping keeps exp() out of slow subnormal floats
+        yield rows, torch.exp((log_q[rows].unsqueeze(-1) * t).clamp(min=_LOG_TINY)), t
 
 
 class _EMAKernel(torch.autograd.Function):

@@ -25,13 +25,13 @@ _SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
 def activation_and_slope(a: Tensor, fn: str, with_slope: bool) -> tuple[Tensor, Tensor | None]:
-    """f(a) and, when asked, f'(a) for laplace or relu²."""
+    """f(a) and, when asked, f'(a) for laplace or relu²; overwrites ``a`` (a fresh temporary)."""
     if fn == "laplace":
-        z = (a - LAPLACE_MU) / LAPLACE_SIGMA
-        slope = torch.exp(-0.5 * z * z) / (LAPLACE_SIGMA * _SQRT2PI) if with_slope else None
-        return 0.5 * (1.0 + torch.erf(z / _SQRT2)), slope
-    positive = torch.relu(a)
-    return positive * positive, (2.0 * positive if with_slope else None)
+        z = a.sub_(LAPLACE_MU).div_(LAPLACE_SIGMA)
+        slope = torch.exp(z.square().mul_(-0.5)).mul_(1.0 / (LAPLACE_SIGMA * _SQRT2PI)) if with_slope else None
+        return torch.erf(z.div_(_SQRT2)).add_(1.0).mul_(0.5), slope
+    positive = a.relu_()
+    return positive.square(), (positive.mul_(2.0) if with_slope else None)
 
 
 def _weights(a: Tensor, allowed: Tensor | None, fn: str, with_slope: bool) -> tuple[Tensor, Tensor | None]:
@@ -45,6 +45,14 @@ def _weights(a: Tensor, allowed: Tensor | None, fn: str, with_slope: bool) -> tu
         weights = weights.masked_fill(~allowed, 0.0)
         slope = None if slope is None else slope.masked_fill(~allowed, 0.0)
     return weights, slope
+
+
+def _scores(q_rows: Tensor, kt: Tensor, visible: Tensor | None, bias: Tensor, rows: slice, length: int) -> Tensor:
+    """a = q·kᵀ / n + bias for a block of query rows in one pass over (N, block, c); 1/n scales q."""
+    if visible is not None:
+        q_rows = q_rows / visible.unsqueeze(-1).to(q_rows.dtype)
+    bias_rows = _bias_rows(bias, rows, length).to(q_rows.dtype)
+    return torch.baddbmm(bias_rows.expand(q_rows.size(0), -1, -1), q_rows, kt)
 
 
 def _bias_rows(bias: Tensor, rows: slice, length: int) -> Tensor:
@@ -77,8 +85,7 @@ class BlockwiseElementAttention(torch.autograd.Function):
         kt = k.transpose(1, 2)
         for start in range(0, length, block):
             rows = slice(start, min(start + block, length))
-            n = visible[:, rows].unsqueeze(-1).to(q.dtype)
-            a = q[:, rows] @ kt / n + _bias_rows(bias, rows, length).to(q.dtype)
+            a = _scores(q[:, rows], kt, visible[:, rows], bias, rows, length)
             allowed = _allowed(key_mask, causal, rows, length, q.device)
             weights, _ = _weights(a, allowed, fn, with_slope=False)
             out[:, rows] = weights.to(v.dtype) @ v
@@ -98,24 +105,25 @@ class BlockwiseElementAttention(torch.autograd.Function):
         dq = torch.empty_like(qf)
         dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
         dmatrix = torch.zeros(length, length, dtype=wide, device=q.device) if ctx.needs_input_grad[3] else None
+        kt = kf.transpose(1, 2)
         for start in range(0, length, block):
             rows = slice(start, min(start + block, length))
             n = visible[:, rows].unsqueeze(-1).to(wide)
-            a = qf[:, rows] @ kf.transpose(1, 2) / n + _bias_rows(bias, rows, length).to(wide)
+            q_rows = qf[:, rows] / n
+            a = _scores(q_rows, kt, None, bias, rows, length)
             allowed = _allowed(key_mask, causal, rows, length, q.device)
             weights, slope = _weights(a, allowed, fn, with_slope=True)
             g = g_all[:, rows]
-            dv += weights.transpose(1, 2) @ g
+            dv.baddbmm_(weights.transpose(1, 2), g)
             d_weights = g @ vf.transpose(1, 2)
-            if fn == "softmax":
-                d_a = weights * (d_weights - (weights * d_weights).sum(-1, keepdim=True))
+            if fn == "softmax":  # d_a = w ⊙ (d_w − Σ_j w ⊙ d_w), fused
+                d_a = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
             else:
-                d_a = d_weights * slope
+                d_a = d_weights.mul_(slope)
             if dmatrix is not None:
-                dmatrix[rows] = d_a.sum(0)
-            d_a = d_a / n
-            dq[:, rows] = d_a @ kf
-            dk += d_a.transpose(1, 2) @ qf[:, rows]
+                torch.sum(d_a, 0, out=dmatrix[rows])
+            dq[:, rows] = (d_a @ kf) / n  # a = (q / n)·kᵀ: the 1/n lands on the thin side
+            dk.baddbmm_(d_a.transpose(1, 2), q_rows)
         dbias = None
         if dmatrix is not None:  # sum each diagonal: dbias[c − 1 + j − i] += dmatrix[i, j]
             # row s of the row-flipped matrix holds offsets s + j: shift it right by s and sum rows

@@ -25,7 +25,8 @@ OVERRIDABLE = ("data.root", "data.cache_dir", "data.num_workers", "data.pin_memo
 
 def load_run_config(ckpt_path: str | Path) -> dict[str, Any]:
     """The resolved run config stored in a checkpoint by ``SaveRunConfig``."""
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, fix="evaluate another checkpoint of the run (checkpoints/best-*.ckpt "
+                                          "or last.ckpt)")
     if CONFIG_KEY not in ckpt:
         raise ValueError(f"{ckpt_path} holds no run config ({CONFIG_KEY!r}); "
                          "only checkpoints written by `python -m lra_mega` can be re-evaluated")
@@ -42,7 +43,8 @@ def parse_overrides(overrides: Sequence[str], stored: dict[str, Any]) -> list[st
             raise ValueError(f"override {item!r} is not key=value, e.g. data.root=/data/lra")
         if key in OVERRIDABLE or any(key.startswith(p + ".") for p in OVERRIDABLE):
             continue
-        if key in flatten(stored) or key.split(".")[0] in stored:
+        flat = flatten(stored)
+        if key in flat or any(k.startswith(key + ".") for k in flat):
             raise ValueError(f"{key} cannot be changed at evaluation: the model and its data settings "
                              f"come from the checkpoint; only {', '.join(OVERRIDABLE)} can")
         raise ValueError(unknown_key_message(key, known))

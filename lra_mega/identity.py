@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 # What a run computes (the digest's input), minus where it reads and writes.
 _DIGEST_KEYS = ("task_name", "seed", "data", "model", "head", "optim", "trainer")
@@ -50,7 +50,10 @@ def _hydra() -> DictConfig | None:
 def hydra_overrides() -> list[str]:
     """The command line's config overrides (``hydra.overrides.task``); empty outside Hydra."""
     hc = _hydra()
-    return [str(o) for o in hc.overrides.task] if hc is not None else []
+    if hc is None:
+        return []
+    # unresolved: an override may itself hold a ${...} (reported by the checks, not here)
+    return [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]
 
 
 def is_limited(config: dict[str, Any], trainer_choice: str | None) -> bool:

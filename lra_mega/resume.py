@@ -47,19 +47,23 @@ MAY_CHANGE = (
 )
 
 
+RESUME_FIX = ("delete it and resume from another checkpoint (resume=<path>.ckpt), or start over with "
+              "resume=never")
+
+
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200] or type(err).__name__
+    text = " ".join(str(err).split()).split(". ")[0]
+    return (text if len(text) <= 120 else text[:117] + "...") or type(err).__name__
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict; a file torch cannot read gives one line naming it and the fix."""
+def load_checkpoint(path: str | Path, fix: str = RESUME_FIX) -> dict[str, Any]:
+    """The checkpoint dict; a file torch cannot read gives one line naming it and ``fix``."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # noqa: BLE001  (torch raises many types for a bad file)
         raise ValueError(
             f"checkpoint {path} cannot be read ({type(err).__name__}: {_one_line(err)}); it is truncated "
-            f"or corrupt: delete it and resume from another checkpoint (resume=<path>.ckpt), or start "
-            f"over with resume=never"
+            f"or corrupt: {fix}"
         ) from err
 
 

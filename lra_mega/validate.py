@@ -181,10 +181,25 @@ def normalize_limits(cfg: DictConfig) -> None:
         cfg.data.limit_examples = {s: int(limit) for s in SPLITS}
 
 
+def check_resolves(cfg: DictConfig) -> None:
+    """Every ``${...}`` resolves; else one line naming the key."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        key = getattr(err, "full_key", None) or "the config"
+        raise ValueError(f"{key} cannot be resolved ({first}); fix the ${{...}} interpolation in "
+                         f"that value") from err
+
+
 def check_config(cfg: DictConfig, overrides: Iterable[str] = ()) -> None:
-    """Everything checkable from the config alone: added keys, run numbers, data limits."""
+    """Everything checkable from the config alone: added keys, interpolations, run numbers, data
+    limits."""
     check_added_keys(cfg, overrides)
     normalize_limits(cfg)
+    check_resolves(cfg)
     check_run_settings(cfg)
 
 

@@ -114,7 +114,7 @@ class BlockwiseElementAttention(torch.autograd.Function):
             allowed = _allowed(key_mask, causal, rows, length, q.device)
             weights, slope = _weights(a, allowed, fn, with_slope=True)
             g = g_all[:, rows]
-            dv.baddbmm_(weights.transpose(1, 2), g)
+            dv += weights.transpose(1, 2) @ g
             d_weights = g @ vf.transpose(1, 2)
             if fn == "softmax":  # d_a = w ⊙ (d_w − Σ_j w ⊙ d_w), fused
                 d_a = torch._softmax_backward_data(d_weights, weights, -1, weights.dtype)
@@ -123,7 +123,7 @@ class BlockwiseElementAttention(torch.autograd.Function):
             if dmatrix is not None:
                 torch.sum(d_a, 0, out=dmatrix[rows])
             dq[:, rows] = (d_a @ kf) / n  # a = (q / n)·kᵀ: the 1/n lands on the thin side
-            dk.baddbmm_(d_a.transpose(1, 2), q_rows)
+            dk += d_a.transpose(1, 2) @ q_rows
         dbias = None
         if dmatrix is not None:  # sum each diagonal: dbias[c − 1 + j − i] += dmatrix[i, j]
             # row s of the row-flipped matrix holds offsets s + j: shift it right by s and sum rows

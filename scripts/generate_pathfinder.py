@@ -2,6 +2,7 @@
 
     python scripts/generate_pathfinder.py                          # Pathfinder, 160k/20k/20k, contour 14
     python scripts/generate_pathfinder.py --task pathx --workers 16
+    python scripts/generate_pathfinder.py --resolution 256 --n-train 2048 --n-val 256 --n-test 256   # Path-256
     python scripts/generate_pathfinder.py --difficulty 6 --n-train 2048 --n-val 256 --n-test 256
     python scripts/generate_pathfinder.py --samples docs/pathfinder_samples.png   # ours next to official images
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=("pathfinder", "pathx"), default="pathfinder")
     p.add_argument("--difficulty", type=int, default=14, help="contour length: 6, 9 or 14 (default)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image size 32, 64, 128 or 256 (default: 32 for pathfinder, 128 for pathx)")
     p.add_argument("--n-train", type=int, default=160_000)
     p.add_argument("--n-val", type=int, default=20_000)
     p.add_argument("--n-test", type=int, default=20_000)
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {} if args.shard_size is None else {"shard_size": args.shard_size}
     try:
         dm = cls(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, difficulty=args.difficulty,
+                 resolution=args.resolution,
                  seed=args.seed, cache_dir=args.cache_dir, workers=args.workers, num_workers=0, **extra)
         t0 = time.perf_counter()
         dm.prepare_data()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from lra_mega.data.errors import LRAConfigError, LRADataError
 from lra_mega.data.pathfinder_generate import (BLOCK_SIZE, GENERATOR_VERSION, PathfinderSettings, generate,

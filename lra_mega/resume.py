@@ -228,8 +228,15 @@ class RunState(L.Callback):
         self._rng = checkpoint.get(RNG_KEY)
         position = _loop_position(checkpoint)
         datamodule = trainer.datamodule
-        if position is not None and hasattr(datamodule, "resume_at"):
-            datamodule.resume_at(*position, replicas=trainer.world_size)
+        if position is None or not hasattr(datamodule, "resume_at"):
+            return
+        if trainer.world_size > 1:
+            # Lightning wraps the sampler in a DistributedSampler that needs whole epochs
+            log.warning("resuming under %d processes: epoch %d restarts its training order (the "
+                        "position within the epoch is restored in single-process runs only)",
+                        trainer.world_size, position[0])
+            return
+        datamodule.resume_at(*position)
 
     # ----- training --------------------------------------------------------------------
 

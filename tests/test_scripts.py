@@ -79,3 +79,30 @@ def test_results_table_and_curves(smoke_run, run_cli):
     assert cells[10] == "6"
     png = (runs / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_evaluate_bad_checkpoint_is_one_line(run_cli, tmp_path, smoke_run):
+    _, run_dir, _, _ = smoke_run
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes()[:3000])
+    proc = run_cli(str(cut), "test", script="evaluate.py")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("evaluate: error:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(lines) == 1
+    assert str(cut) in lines[0] and "truncated or corrupt" in lines[0] and "best-*.ckpt" in lines[0]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("model.dim=3", "model.dim cannot be changed at evaluation"),
+    ("data.rot=/x", "unknown key data.rot; nearest valid: data.root"),
+    ("data.root", "'data.root' is not key=value"),
+    ("split=val", "unknown key split"),
+])
+def test_evaluate_bad_overrides_name_the_key(smoke_run, override, needle):
+    from lra_mega.evaluation import parse_overrides
+
+    _, _, _, cfg = smoke_run
+    from omegaconf import OmegaConf
+
+    with pytest.raises(ValueError, match=needle.replace("*", r"\*")):
+        parse_overrides([override], OmegaConf.to_container(cfg, resolve=True))
+    assert parse_overrides(["data.root=/x", "data.batch_size=2"], OmegaConf.to_container(cfg, resolve=True))

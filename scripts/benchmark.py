@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="batch pair for the per-example saved activations (default 1 2)")
     parser.add_argument("--bf16-impls", nargs="*", default=["lra_mega"], choices=list(IMPLEMENTATIONS),
                         help="implementations also measured under bf16 autocast in --memory")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads in --memory (default 1: steadier on a shared machine)")
+    parser.add_argument("--steps-only", action="store_true", help="--memory: CPU step times only")
     parser.add_argument("--layers", nargs="*", default=[], metavar="TASK=N",
                         help="measure TASK with N layers and scale to its depth (for RAM-bound rows)")
     args = parser.parse_args(argv)

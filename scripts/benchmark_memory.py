@@ -95,6 +95,10 @@ def measure_task(shape: TaskShape, args: argparse.Namespace, layers: int | None)
             print(format_row(rows[-1]), flush=True)
     precisions = ["fp32", "bf16"] if args.precision == "fp32" else [args.precision]
     for precision in precisions:
+        if args.steps_only:
+            rows += [{"task": shape.task, "impl": impl, "precision": "fp32", "length": shape.length, "depth": depth,
+                      **({"scaled_from_layers": layers} if layers else {})} for impl in models]
+            break
         for impl, model in models.items():
             if precision == "bf16" and impl not in args.bf16_impls:
                 continue
@@ -125,6 +129,8 @@ def measure_task(shape: TaskShape, args: argparse.Namespace, layers: int | None)
 
 
 def format_row(row: dict) -> str:
+    if "saved_mib_per_example" not in row and "error" not in row:
+        return f"| {row['task']} | {row['impl']} | {row['precision']} | | | | {row.get('cpu_step_ms_batch1', 0):.0f} |"
     if "error" in row:
         return f"| {row['task']} | {row['impl']} | {row.get('precision', '')} | {row['error']} | | | |"
     step = row.get("cpu_step_ms_batch1")
@@ -137,7 +143,7 @@ def format_row(row: dict) -> str:
 
 def main(args: argparse.Namespace) -> None:
     """Measure, print and write ``<out>.{json,md}`` (default docs/benchmarks/memory)."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     layers = {k: int(v) for k, v in (item.split("=", 1) for item in args.layers)}
     out = args.out or Path("docs/benchmarks/memory")
     print(HEADER, flush=True)
@@ -147,7 +153,8 @@ def main(args: argparse.Namespace) -> None:
     env = environment("cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     note = (f"saved activations: batch {args.memory_batches[0]} and {args.memory_batches[1]}; "
-            f"FLOPs at batch {args.memory_batches[0]}; CPU step: median of {args.steps} at batch 1, interleaved")
+            f"FLOPs at batch {args.memory_batches[0]}; CPU step: median of {args.steps} at batch 1 after "
+            f"{args.warmup} warm-up, implementations interleaved, {args.threads} torch thread(s)")
     out.with_suffix(".json").write_text(json.dumps({"environment": env, "note": note, "results": rows}, indent=2) + "\n")
     env_line = ", ".join(f"{k} {v}" for k, v in env.items())
     table = "\n".join(format_row(r) for r in rows)

@@ -57,33 +57,40 @@ class _EMAKernel(torch.autograd.Function):
 
 
 class _FFTConvolution(torch.autograd.Function):
-    """y[b, t, d] = Σ_s taps[d, s] · x[b, (t − s) mod n, d] for t < L, by real FFTs of length n.
+    """y = K ∗ x + ω ⊙ x: y[b, t, d] = Σ_s taps[d, s] · x[b, (t − s) mod n, d] for t < L (real FFTs of
+    length n, padded positions of x zeroed for the convolution only) plus the ω residual.
 
-    Saves only x, the mask and the taps; the backward redoes the spectra:
-    dx = irfft(G · conj(T)), dtaps = irfft(Σ_b G · conj(X)), G the spectrum of dy.
+    Saves only ``kept`` (x itself, or a lower-precision copy shared with other consumers), the
+    mask, the taps and ω; the backward redoes the spectra:
+    dx = irfft(G · conj(T)) + ω ⊙ g, dtaps = irfft(Σ_b G · conj(X)), G the spectrum of dy.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, mask: Tensor | None, taps: Tensor, n_fft: int) -> Tensor:  # noqa: D102
+    def forward(ctx, x, mask, taps, omega, n_fft, kept):  # noqa: D102
         signal = _masked(x, mask)
         spectrum = torch.fft.rfft(signal, n=n_fft, dim=1) * torch.fft.rfft(taps, n=n_fft).t()
-        ctx.save_for_backward(x, mask, taps)
-        ctx.n_fft = n_fft
-        return torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, : x.size(1)]
+        conv = torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, : x.size(1)]
+        ctx.save_for_backward(kept, mask, taps, omega)
+        ctx.config = (n_fft, x.dtype)
+        return (conv + _wide(x) * _wide(omega)).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
-        x, mask, taps = ctx.saved_tensors
-        n_fft, length = ctx.n_fft, x.size(1)
-        g = torch.fft.rfft(grad, n=n_fft, dim=1)
-        dx = dtaps = None
+    def backward(ctx, grad):  # noqa: D102
+        kept, mask, taps, omega = ctx.saved_tensors
+        n_fft, x_dtype = ctx.config
+        length = kept.size(1)
+        g_wide = _wide(grad)
+        g = torch.fft.rfft(g_wide, n=n_fft, dim=1)
+        dx = dtaps = domega = None
         if ctx.needs_input_grad[0]:
             dx = torch.fft.irfft(g * torch.fft.rfft(taps, n=n_fft).t().conj(), n=n_fft, dim=1)[:, :length]
-            dx = _masked(dx, mask).to(x.dtype)
+            dx = (_masked(dx, mask) + g_wide * _wide(omega)).to(x_dtype)
         if ctx.needs_input_grad[2]:
-            cross = (g * torch.fft.rfft(_masked(x, mask), n=n_fft, dim=1).conj()).sum(0)
+            cross = (g * torch.fft.rfft(_masked(kept, mask), n=n_fft, dim=1).conj()).sum(0)
             dtaps = torch.fft.irfft(cross.t(), n=n_fft)[:, : taps.size(1)]
-        return dx, None, dtaps, None
+        if ctx.needs_input_grad[3]:
+            domega = (g_wide * _wide(kept)).sum((0, 1)).to(omega.dtype)
+        return dx, None, dtaps, domega, None, None
 
 
 def _wide(x: Tensor) -> Tensor:
@@ -155,13 +162,16 @@ class MultiDimDampedEMA(nn.Module):
         a = (p * _wide(self.beta)).squeeze(-1) * (_wide(self.gamma) * self.scale)
         return _EMAKernel.apply(a, torch.log(q).squeeze(-1), k)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, activate: bool = True) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, activate: bool = True, keep_input: Tensor | None = None
+    ) -> Tensor:
         """(B, L, dim) → (B, L, dim); ``mask`` (B, L) bool, True = real position.
 
         ``activate=False`` returns K ∗ x + ω ⊙ x before the silu (for a fused consumer).
+        ``keep_input``: the copy of x to keep for the backward (e.g. the bf16 one a caller keeps
+        anyway under autocast); default x itself.
         """
         length = x.size(1)
-        residual = x * self.omega
         with torch.autocast(device_type=x.device.type, enabled=False):
             kernel = self.kernel(length)
             n_fft = 2 * length
@@ -175,8 +185,7 @@ class MultiDimDampedEMA(nn.Module):
                     taps[:, n_fft - future.size(1) + 1 :] += future[:, 1:].flip(-1)
             else:
                 taps = kernel
-            conv = _FFTConvolution.apply(x, mask, taps, n_fft)
-        out = conv.to(residual.dtype) + residual
+            out = _FFTConvolution.apply(x, mask, taps, self.omega, n_fft, x if keep_input is None else keep_input)
         return F.silu(out) if activate else out
 
     def step(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:

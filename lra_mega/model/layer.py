@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from .attention import ATTENTION_FUNCTIONS, attend, laplace, relu2
 from .checks import check_choice, check_positive, check_probability
 from .ema import MultiDimDampedEMA
-from .kernels.gating import feed_forward, gated_output, linear_silu, shared_qk, silu_linear
+from .kernels.gating import compute_dtype, feed_forward, gated_output, linear_silu, shared_qk, silu_linear
 from .norm import SequenceNorm
 from .position import build_relative_bias
 
@@ -99,11 +99,13 @@ class MovingAverageGatedAttention(nn.Module):
         residual = x
         if self.prenorm:
             x = self.norm(x).contiguous()
-        ema_out = self.ema(x, mask, activate=False)
+        # one copy of x in the compute dtype (bf16 under autocast) serves the backward of both
+        x_compute = x.to(compute_dtype(x))
+        ema_out = self.ema(x, mask, activate=False, keep_input=x_compute)
         if self.training and self.hidden_dropout.p > 0.0:
-            v = self.hidden_dropout(F.silu(self.v_proj(x)))
+            v = self.hidden_dropout(F.silu(self.v_proj(x_compute)))
         else:
-            v = linear_silu(x, self.v_proj.weight, self.v_proj.bias)
+            v = linear_silu(x_compute, self.v_proj.weight, self.v_proj.bias)
         gates, hx = silu_linear(
             ema_out, self.mx_proj.weight, self.mx_proj.bias, split=self.dim + self.zdim + self.hdim,
             p=self.dropout.p, training=self.training,

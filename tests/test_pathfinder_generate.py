@@ -59,6 +59,8 @@ def test_settings_follow_lra_per_size():
     assert (s128.paddle_length, s128.paddle_margins, s128.marker_radius, s128.num_distractors) == (5, (2, 3), 3.0, 17)
     assert pathfinder_settings(256).padding == 22 and pathfinder_settings(64).seed_distance == 12
     assert pathfinder_settings(32, contour_length=6).distractor_length == 2
+    # LRA's 32 px count: 20 distractor paddles in curves of contour_length // 3
+    assert [pathfinder_settings(32, contour_length=c).num_distractors for c in (6, 9, 14)] == [10, 6, 5]
 
 
 def test_paddle_sprite_is_a_2x_lanczos_line():
@@ -93,3 +95,43 @@ def test_bad_settings_are_clear_errors():
         PathfinderSettings(paddle_margins=(0,))
     with pytest.raises(LRAConfigError, match="unknown generator setting.*margin"):
         pathfinder_settings(32, margin=2)
+
+
+def _search_finds_pixels(kernel: list[tuple[int, int]], size: int) -> bool:
+    """The original's start search on an empty mask, pixel by pixel: OpenCV's dilation gives
+    -DBL_MAX where no kernel offset lands inside the image, and any negative value makes the
+    search report no free pixel."""
+    for y in range(size):
+        for x in range(size):
+            if not any(0 <= y + qy < size and 0 <= x + qx < size for qy, qx in kernel):
+                return False
+    return True
+
+
+def test_start_search_rule_against_a_pixel_loop():
+    from lra_mega.data.pathfinder_render import start_search_ok
+    kernels = [[(1, 1)], [(1, 1), (1, 2), (1, 3)], [(1, 1), (0, 0)], [(1, 1), (-1, -1)],
+               [(1, 1), (-1, -1), (1, -1), (-1, 1)], [(1, 1), (-1, -1), (3, -3)], [(2, 0), (0, -1), (-1, 2)]]
+    for k in kernels:
+        assert start_search_ok(np.array(k), 20) == _search_finds_pixels(k, 20), k
+    # by hand: some image corner must see a kernel offset inside (row and column <= 0 or >= 0)
+    assert [start_search_ok(np.array(k), 20) for k in kernels] == [False, False, True, False, True, False, True]
+
+
+def test_pf32_start_kernels_are_the_originals():
+    """Kernels (offsets of the exact-1 halo pixels from the dilation anchor) for 0, 45 and 90
+    degrees, as printed by the original's ``draw_line_n_mask`` with the LRA 32 settings; none
+    of the three can start a curve, and only a narrow fan of up-left directions can."""
+    bank = sprite_bank(pathfinder_settings(32), 1)
+    official = {0: {(1, 1), (1, 2), (1, 3)}, 45: {(1, 1), (2, 2)}, 90: {(1, 1), (3, 1)}}
+    for deg, kernel in official.items():
+        assert {tuple(q) for q in bank.core[deg + 180].tolist()} == kernel
+        assert not bank.seed_ok[deg + 180]
+    ok_degrees = np.flatnonzero(bank.seed_ok) - 180
+    assert len(ok_degrees) == sum(_search_finds_pixels([tuple(q) for q in c.tolist()], 32) for c in bank.core)
+    assert ok_degrees.min() >= -160 and ok_degrees.max() <= -110
+
+
+def test_generation_fails_clearly_when_no_direction_can_start():
+    with pytest.raises(LRAConfigError, match="no paddle direction can start a curve"):
+        generate(pathfinder_settings(32, paddle_length=1), 4, seed=0)

@@ -81,6 +81,7 @@ class SpriteBank:
     halo: np.ndarray  # (ids, P, P) float32
     seed_angles: np.ndarray  # (360,) radians of the first-paddle ids
     core: np.ndarray  # (360, C, 2) per first-paddle id: pixel offsets that must be free (repeats pad)
+    seed_ok: np.ndarray  # (360,) bool: first-paddle ids that can start a curve (start_search_ok)
     steps: np.ndarray  # (K, 2) int offsets pivot -> far end of a later paddle
     angles: np.ndarray  # (K,) direction of those paddles (radians, from arctan2)
     disc: np.ndarray  # (d, 2) offsets of the margin disc (dilation of the occupancy mask)
@@ -129,6 +130,7 @@ def sprite_bank(s: PathfinderSettings, margin: int) -> SpriteBank:
         core.append(np.stack([qy[keep] + 1, qx[keep] + 1], 1))
     width = max(len(c) for c in core)
     core_arr = np.stack([np.concatenate([c, np.repeat(c[:1], width - len(c), 0)]) for c in core])
+    ok = np.array([start_search_ok(c, s.image_size) for c in core])
     d = _disc(margin)
     disc = np.stack(np.nonzero(d), 1) - d.shape[0] // 2
     # marker: a disc of radius r (fine scale) centred on the fine pixel of the marker's pixel
@@ -152,9 +154,27 @@ def sprite_bank(s: PathfinderSettings, margin: int) -> SpriteBank:
     turn_to = order[:, :t]
     turn_w = np.take_along_axis(w, turn_to, 1)
     return SpriteBank(margin=margin, reach=reach, line=line, halo=halo, seed_angles=seed_angles,
-                      core=core_arr, steps=steps, angles=angles, disc=disc, marker=marker, marker_reach=mreach,
+                      core=core_arr, seed_ok=ok, steps=steps, angles=angles, disc=disc, marker=marker,
+                      marker_reach=mreach,
                       halo_at=halo_at, halo_val=halo_val, line_at=line_at, line_val=line_val,
                       turn_to=turn_to, turn_w=turn_w)
+
+
+def start_search_ok(offsets: np.ndarray, size: int) -> bool:
+    """Whether the original's start pixel search can succeed for a first paddle whose
+    dilation kernel has ``offsets`` (``core``), on a ``size`` x ``size`` image.
+
+    The original dilates the occupancy by the kernel with OpenCV, whose default border
+    makes every pixel that sees *no* kernel offset inside the image ``-DBL_MAX``; the search
+    then finds a negative value in the dilated mask and reports no free pixel at all, so the
+    curve fails. The kernel sits one pixel down-right of the paddle start, so this happens
+    unless the offsets reach every quadrant (row <= 0 and >= 0, column <= 0 and >= 0):
+    thin short paddles (Pathfinder-32) pass in about 31 of the 360 directions.
+    """
+    covered = np.zeros((size, size), bool)
+    for qy, qx in np.unique(np.asarray(offsets).reshape(-1, 2), axis=0):
+        covered[max(0, -qy):min(size, size - qy), max(0, -qx):min(size, size - qx)] = True
+    return bool(covered.all())
 
 
 def _sparse(patches: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,12 @@ image), on a padded occupancy plane ("mask"). Rules, per curve:
   the *free* ones (the paddle's halo core meets no occupancy above 0.3; the target pair's
   first seed also keeps ``2 * seed_distance`` from the border; the second seed is
   ``seed_distance`` away in a random direction, unchecked). Its *pivot* sits ``margin``
-  behind the start; a paddle (or pivot) leaving the image is drawn again.
+  behind the start; a paddle (or pivot) leaving the image is drawn again. A direction
+  whose start search the original cannot complete (``SpriteBank.seed_ok``: its OpenCV
+  dilation leaves ``-DBL_MAX`` on some border pixel and the search then reports no free
+  pixel) fails the curve at once, without a redraw: at 32 px only 31 of 360 directions
+  can start a curve, so most distractor tries fail there (about 1.2 of 5 distractors are
+  placed per image, as in the original).
 - Next paddle: the pivot advances ``paddle_length + 2 * margin`` along the last direction;
   the new paddle ends on a pixel of the circle of radius ``paddle_length + margin`` around
   it, drawn with weight cos^2(min(continuity * turn, 90 deg)) * (1 - occupancy dilated by
@@ -27,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from lra_mega.data.errors import LRAConfigError
 from lra_mega.data.pathfinder_render import FREE_BELOW, SpriteBank
 from lra_mega.data.pathfinder_settings import PathfinderSettings
 
@@ -122,12 +128,15 @@ def _start(S, A, j, y, x, deg, ip):
 
 
 @njit(cache=True)
-def _first(mask, S, A, j, ip, fp, core_off, core_lo, core_hi, border):
-    """First paddle of curve ``j`` (``border`` >= 0: start at least that far from the edge)."""
+def _first(mask, S, A, j, ip, fp, core_off, core_lo, core_hi, seed_ok, border):
+    """First paddle of curve ``j`` (``border`` >= 0: start at least that far from the edge).
+    A direction whose start search finds nothing (``seed_ok``) fails the curve at once."""
     h = ip[H]
     for _ in range(ip[PTRIES]):
         deg = np.random.randint(-180, 180)
         sid = deg + 180
+        if not seed_ok[sid]:
+            return False
         if border >= 0:
             lo_y, hi_y = border - core_lo[sid, 0], h - 1 - border - core_hi[sid, 0]
             lo_x, hi_x = border - core_lo[sid, 1], h - 1 - border - core_hi[sid, 1]
@@ -215,7 +224,7 @@ def _advance(S, A, j, k, py, px, steps, angles):
 
 @njit(cache=True)
 def grow_images(seeds, origin, terminal, ip, fp, halo_off, halo_val, line_off, line_val, core_off, core_lo,
-                core_hi, steps, angles, turn_to, turn_w, disc_off, marker_off, marker_val, frame, inside,
+                core_hi, seed_ok, steps, angles, turn_to, turn_w, disc_off, marker_off, marker_val, frame, inside,
                 out_images, out_tips):
     """Grow image ``i`` from ``seeds[i]``: target pair, distractors, lines, then markers on the
     origin of target ``origin[i]`` and the end of target ``terminal[i]``. Writes float images
@@ -240,7 +249,8 @@ def grow_images(seeds, origin, terminal, ip, fp, halo_off, halo_val, line_off, l
         while True:
             nu = 0
             nrec = 0
-            ok = _first(mask, S, A, 0, ip, fp, core_off, core_lo, core_hi, 2 * ip[SEED_DIST]) and _second(S, A, ip)
+            ok = (_first(mask, S, A, 0, ip, fp, core_off, core_lo, core_hi, seed_ok, 2 * ip[SEED_DIST])
+                  and _second(S, A, ip))
             if ok:
                 for j in range(2):
                     rec_base[nrec] = (S[j, 3] + pad) * wp + S[j, 4] + pad
@@ -273,7 +283,7 @@ def grow_images(seeds, origin, terminal, ip, fp, halo_off, halo_val, line_off, l
         # distractors
         for _ in range(ip[NDIS]):
             for _ in range(ip[DTRIES]):
-                if not _first(mask, S, A, 2, ip, fp, core_off, core_lo, core_hi, -1):
+                if not _first(mask, S, A, 2, ip, fp, core_off, core_lo, core_hi, seed_ok, -1):
                     continue
                 nu = 0
                 rec0 = nrec
@@ -324,6 +334,10 @@ def grow(s: PathfinderSettings, bank: SpriteBank, seeds: np.ndarray, origin: np.
     per-image ``seeds``, all with the margin of ``bank``; markers on the origin of target
     ``origin[i]`` and the terminal of target ``terminal[i]``."""
     size, margin = s.image_size, bank.margin
+    if not bank.seed_ok.any():
+        raise LRAConfigError(f"pathfinder generator: with {s} (margin {margin}) no paddle direction can start a "
+                             f"curve (the original's start search fails for all 360); use a longer paddle_length "
+                             f"or paddle_thickness, or a larger margin")
     pad = max(bank.reach, bank.marker_reach, s.paddle_length + 3 * margin) + 3
     wp = size + 2 * pad
     inside = np.zeros((wp, wp), np.float32)
@@ -344,7 +358,8 @@ def grow(s: PathfinderSettings, bank: SpriteBank, seeds: np.ndarray, origin: np.
     tips = np.zeros((n, 2, 2, 2), np.int64)
     grow_images(np.asarray(seeds, np.int64), np.asarray(origin, np.int64), np.asarray(terminal, np.int64), ip, fp,
                 flat(bank.halo_at), bank.halo_val, flat(bank.line_at), bank.line_val, flat(bank.core),
-                np.ascontiguousarray(bank.core.min(1)), np.ascontiguousarray(bank.core.max(1)), bank.steps,
+                np.ascontiguousarray(bank.core.min(1)), np.ascontiguousarray(bank.core.max(1)), bank.seed_ok,
+                bank.steps,
                 bank.angles, np.ascontiguousarray(bank.turn_to, dtype=np.int64), bank.turn_w, flat(bank.disc),
                 marker_off, bank.marker.ravel().astype(np.float32), frame.ravel(), inside.ravel(), images, tips)
     return images, tips

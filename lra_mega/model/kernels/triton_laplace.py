@@ -226,7 +226,7 @@ class TritonElementAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, bias, key_mask, visible, causal, fn, block):  # noqa: D102
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        q, k, v, bias = q.contiguous(), k.contiguous(), v.contiguous(), bias.contiguous()
         batch, length, zdim = q.shape
         hdim = v.size(2)
         mask = key_mask.to(torch.uint8).contiguous() if key_mask is not None else q.new_zeros(1, dtype=torch.uint8)
@@ -235,7 +235,7 @@ class TritonElementAttention(torch.autograd.Function):
         bz, bh = _tile(zdim, 256), _tile(hdim, 64)
         grid = (triton.cdiv(length, block), triton.cdiv(hdim, bh), batch)
         _forward_kernel[grid](
-            q, k, v, bias.contiguous(), mask, visible, out, length, zdim, hdim,
+            q, k, v, bias, mask, visible, out, length, zdim, hdim,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), mask.stride(0) if key_mask is not None else 0,
             visible.stride(0), visible.stride(1),

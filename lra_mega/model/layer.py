@@ -125,6 +125,7 @@ class MovingAverageGatedAttention(nn.Module):
         out = gated_output(
             residual, gates, attn, hx, self.h_proj.weight, self.h_proj.bias, self.dim,
             p=self.dropout.p, training=self.training,
+            residual_kept=residual if self.prenorm else x_compute,  # post-norm: x is the residual
         )
         return out if self.prenorm else self.norm(out).contiguous()
 
@@ -187,9 +188,9 @@ class NormalizedFeedForward(nn.Module):
             x = self.norm(x).contiguous()
         hidden = feed_forward(
             x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
-            p=self.hidden_dropout.p, training=self.training,
+            p=self.hidden_dropout.p, training=self.training, p_out=self.dropout.p,
         )
-        out = self.dropout(hidden) + residual
+        out = hidden + residual
         return out if self.prenorm else self.norm(out).contiguous()
 
 

@@ -98,25 +98,27 @@ class _FeedForward(torch.autograd.Function):
     recomputes linear₁(x) instead of keeping the (B, L, ffn) hidden layer."""
 
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, keep, scale):  # noqa: D102
+    def forward(ctx, x, w1, b1, w2, b2, keep, scale, keep_out, scale_out):  # noqa: D102
         dtype = compute_dtype(x)
         x = x.to(dtype)
         hidden = _dropped(F.silu(F.linear(x, w1.to(dtype), b1.to(dtype))), keep, scale)
-        ctx.save_for_backward(x, w1, b1, w2, keep)
-        ctx.scale = scale
-        return F.linear(hidden, w2.to(dtype), b2.to(dtype))
+        ctx.save_for_backward(x, w1, b1, w2, keep, keep_out)
+        ctx.scale = (scale, scale_out)
+        return _dropped(F.linear(hidden, w2.to(dtype), b2.to(dtype)), keep_out, scale_out)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        x, w1, b1, w2, keep = ctx.saved_tensors
+        x, w1, b1, w2, keep, keep_out = ctx.saved_tensors
+        scale, scale_out = ctx.scale
+        grad = _dropped(grad, keep_out, scale_out)
         dtype = grad.dtype
         xc = x.to(dtype)
         pre = F.linear(xc, w1.to(dtype), b1.to(dtype))
-        hidden = _dropped(F.silu(pre), keep, ctx.scale)
+        hidden = _dropped(F.silu(pre), keep, scale)
         dw2, db2 = _linear_grads(grad, hidden, w2, True)
-        dpre = _dropped(grad @ w2.to(dtype), keep, ctx.scale) * _silu_slope(pre)
+        dpre = _dropped(grad @ w2.to(dtype), keep, scale) * _silu_slope(pre)
         dw1, db1 = _linear_grads(dpre, xc, w1, True)
-        return (dpre @ w1.to(dtype)), dw1, db1, dw2, db2, None, None
+        return (dpre @ w1.to(dtype)), dw1, db1, dw2, db2, None, None, None, None
 
 
 class _SharedQK(torch.autograd.Function):
@@ -151,11 +153,12 @@ class _GatedOutput(torch.autograd.Function):
     """out = residual + u ⊙ (dropout(silu(hx + W·(attn ⊙ r) + b)) − residual), u = σ(gates_u), r = silu(gates_r).
 
     ``gates`` holds [u | z | r] pre-activations (z is skipped); hx comes separately and is not
-    saved. Saves residual, gates, attn, the pre-activation s of the last silu and the mask.
+    saved. Saves ``residual_kept`` (the residual, or a compute-dtype copy of it another consumer
+    keeps anyway), gates, attn, the pre-activation s of the last silu and the mask.
     """
 
     @staticmethod
-    def forward(ctx, residual, gates, attn, hx, weight, bias, keep, scale, dim):  # noqa: D102
+    def forward(ctx, residual, gates, attn, hx, weight, bias, keep, scale, dim, residual_kept):  # noqa: D102
         dtype = compute_dtype(attn)
         hdim = attn.size(-1)
         u = torch.sigmoid(gates[..., :dim])
@@ -165,14 +168,14 @@ class _GatedOutput(torch.autograd.Function):
         s = s.to(dtype)
         h = _dropped(F.silu(s), keep, scale)
         out = torch.addcmul(residual, u.to(residual.dtype), h.to(residual.dtype) - residual)
-        ctx.save_for_backward(residual, gates, attn, s, weight, keep)
-        ctx.config = (scale, dim, hx.dtype)
+        ctx.save_for_backward(residual_kept, gates, attn, s, weight, keep)
+        ctx.config = (scale, dim, hx.dtype, residual.dtype)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         residual, gates, attn, s, weight, keep = ctx.saved_tensors
-        scale, dim, hx_dtype = ctx.config
+        scale, dim, hx_dtype, residual_dtype = ctx.config
         hdim = attn.size(-1)
         wide = torch.promote_types(grad.dtype, torch.float32)
         u = torch.sigmoid(gates[..., :dim].to(wide))
@@ -189,8 +192,8 @@ class _GatedOutput(torch.autograd.Function):
         dgates = torch.zeros_like(gates)
         dgates[..., :dim] = du.to(gates.dtype)
         dgates[..., -hdim:] = (dmixed * attn.to(wide) * _silu_slope(r_pre)).to(gates.dtype)
-        return (dresidual.to(residual.dtype), dgates, (dmixed * r).to(attn.dtype), ds.to(hx_dtype),
-                dweight, dbias, None, None, None)
+        return (dresidual.to(residual_dtype), dgates, (dmixed * r).to(attn.dtype), ds.to(hx_dtype),
+                dweight, dbias, None, None, None, None)
 
 
 def _keep_mask(like: Tensor, p: float, training: bool) -> tuple[Tensor | None, float]:
@@ -214,11 +217,14 @@ def linear_silu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 def feed_forward(
-    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, p: float = 0.0, training: bool = False
+    x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, p: float = 0.0, training: bool = False,
+    p_out: float = 0.0,
 ) -> Tensor:
-    """linear(dropout_p(silu(linear(x, w1, b1))), w2, b2), keeping only x for the backward."""
+    """dropout_p_out(linear(dropout_p(silu(linear(x, w1, b1))), w2, b2)), keeping only x and the
+    dropout masks (bool) for the backward."""
     keep, scale = _keep_mask(x.new_empty(*x.shape[:-1], w1.size(0)), p, training)
-    return _FeedForward.apply(x, w1, b1, w2, b2, keep, scale)
+    keep_out, scale_out = _keep_mask(x.new_empty(*x.shape[:-1], w2.size(0)), p_out, training)
+    return _FeedForward.apply(x, w1, b1, w2, b2, keep, scale, keep_out, scale_out)
 
 
 def shared_qk(gates: Tensor, gamma: Tensor, beta: Tensor, start: int) -> tuple[Tensor, Tensor]:
@@ -228,8 +234,10 @@ def shared_qk(gates: Tensor, gamma: Tensor, beta: Tensor, start: int) -> tuple[T
 
 def gated_output(
     residual: Tensor, gates: Tensor, attn: Tensor, hx: Tensor, weight: Tensor, bias: Tensor,
-    dim: int, p: float = 0.0, training: bool = False,
+    dim: int, p: float = 0.0, training: bool = False, residual_kept: Tensor | None = None,
 ) -> Tensor:
-    """Mega's gated residual output; see ``_GatedOutput``. ``p``: dropout on silu(·)."""
+    """Mega's gated residual output; see ``_GatedOutput``. ``p``: dropout on silu(·);
+    ``residual_kept``: the copy of the residual to keep for the backward (default: itself)."""
     keep, scale = _keep_mask(hx, p, training)
-    return _GatedOutput.apply(residual, gates, attn, hx, weight, bias, keep, scale, dim)
+    kept = residual if residual_kept is None else residual_kept
+    return _GatedOutput.apply(residual, gates, attn, hx, weight, bias, keep, scale, dim, kept)

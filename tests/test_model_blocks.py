@@ -274,3 +274,19 @@ def test_checkpoint_blocks_same_gradients_and_batchnorm_stats(norm):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
     for (name, a), b in zip(plain.named_buffers(), ckpt.buffers()):
         assert torch.equal(a, b), name  # running stats updated once, not twice
+
+
+def test_fused_feed_forward_output_dropout():
+    """feed_forward's output dropout: about p of the outputs zeroed, the rest scaled by 1/(1 − p),
+    and the gradient flows only through the kept ones."""
+    from lra_mega.model.kernels.gating import feed_forward
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 256, 8, requires_grad=True)
+    eye, zero = torch.eye(8), torch.zeros(8)
+    out = feed_forward(x, eye, zero, eye, zero, p=0.0, training=True, p_out=0.25)
+    kept = out != 0
+    assert 0.7 < kept.float().mean() < 0.8
+    assert torch.allclose(out[kept], F.silu(x)[kept] / 0.75)
+    out.sum().backward()
+    assert torch.equal(x.grad != 0, kept)

@@ -59,7 +59,7 @@ def _one_line(err: BaseException) -> str:
 def load_checkpoint(path: str | Path, fix: str = RESUME_FIX) -> dict[str, Any]:
     """The checkpoint dict; a file torch cannot read gives one line naming it and ``fix``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001  (torch raises many types for a bad file)
         raise ValueError(
             f"checkpoint {path} cannot be read ({type(err).__name__}: {_one_line(err)}); it is truncated "

@@ -63,16 +63,9 @@ def batches(updates: int, accumulate: int) -> int:
     return int(updates) * int(accumulate)
 
 
-def run_name(task: str, overrides: str = "") -> str:
-    """wandb run name: the task, plus the command-line overrides that set this run apart."""
-    return f"{task}[{overrides}]" if overrides else task
-
-
 def register() -> None:
     """Register the ``lra.*`` resolvers (idempotent)."""
     OmegaConf.register_new_resolver("lra.precision", auto_precision, replace=True)
-    OmegaConf.register_new_resolver("lra.run_name", run_name, replace=True)
-    OmegaConf.register_new_resolver("lra.is_ddp", is_data_parallel, replace=True)
     OmegaConf.register_new_resolver("lra.sync_batchnorm", sync_batchnorm, replace=True)
     OmegaConf.register_new_resolver("lra.batches", batches, replace=True)
 

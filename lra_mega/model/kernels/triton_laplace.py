@@ -43,6 +43,15 @@ if HAS_TRITON:
     _SLOPE_SCALE_C = tl.constexpr(_SLOPE_SCALE)
 
     @triton.jit
+    def _query_tile(q_ptr, s_qc, nvis_ptr, s_nc, offs_m, offs_z, length, zdim):
+        """(q rows ``offs_m``, 1 / n per row), zero / 1 outside the chunk."""
+        row_ok = offs_m < length
+        q = tl.load(q_ptr + offs_m[:, None] * s_qc + offs_z[None, :],
+                    mask=row_ok[:, None] & (offs_z[None, :] < zdim), other=0.0)
+        inv_n = 1.0 / tl.load(nvis_ptr + offs_m * s_nc, mask=row_ok, other=1.0).to(tl.float32)
+        return q, inv_n
+
+    @triton.jit
     def _scores(q, k_ptrs, key_ok, offs_m, offs_n, inv_n, bias_ptr, length, PRECISION: tl.constexpr):
         """a = q·kᵀ / n + bias[c − 1 + j − i] for one (query tile, key tile), fp32."""
         k = tl.load(k_ptrs, mask=key_ok, other=0.0)
@@ -88,9 +97,7 @@ if HAS_TRITON:
         offs_z = tl.arange(0, BZ)
         offs_h = pid_h * BH + tl.arange(0, BH)
         row_ok = offs_m < length
-        q = tl.load(Q + n * s_qn + offs_m[:, None] * s_qc + offs_z[None, :],
-                    mask=row_ok[:, None] & (offs_z[None, :] < zdim), other=0.0)
-        inv_n = 1.0 / tl.load(NVIS + n * s_nn + offs_m * s_nc, mask=row_ok, other=1.0).to(tl.float32)
+        q, inv_n = _query_tile(Q + n * s_qn, s_qc, NVIS + n * s_nn, s_nc, offs_m, offs_z, length, zdim)
         acc = tl.zeros((BM, BH), dtype=tl.float32)
         end = tl.minimum(length, (pid_m + 1) * BM) if CAUSAL else length
         for start in range(0, end, BN):
@@ -124,9 +131,7 @@ if HAS_TRITON:
         for start in range(begin, length, BM):
             offs_m = start + tl.arange(0, BM)
             row_ok = offs_m < length
-            q = tl.load(Q + n * s_qn + offs_m[:, None] * s_qc + offs_z[None, :],
-                        mask=row_ok[:, None] & (offs_z[None, :] < zdim), other=0.0)
-            inv_n = 1.0 / tl.load(NVIS + n * s_nn + offs_m * s_nc, mask=row_ok, other=1.0).to(tl.float32)
+            q, inv_n = _query_tile(Q + n * s_qn, s_qc, NVIS + n * s_nn, s_nc, offs_m, offs_z, length, zdim)
             a = _scores(q, k_ptrs, key_ok, offs_m, offs_n, inv_n, BIAS, length, PRECISION)
             allowed = _allowed(offs_m, offs_n, MASK + n * s_mn, length, HAS_MASK, CAUSAL)
             weights = tl.where(allowed, _activation(a, FN), 0.0)
@@ -167,10 +172,7 @@ if HAS_TRITON:
         begin = (pid_n * BN) // BM * BM if CAUSAL else 0
         for start in range(begin, length, BM):
             offs_m = start + tl.arange(0, BM)
-            row_ok = offs_m < length
-            q = tl.load(Q + n * s_qn + offs_m[:, None] * s_qc + offs_z[None, :],
-                        mask=row_ok[:, None] & (offs_z[None, :] < zdim), other=0.0)
-            inv_n = 1.0 / tl.load(NVIS + n * s_nn + offs_m * s_nc, mask=row_ok, other=1.0).to(tl.float32)
+            q, inv_n = _query_tile(Q + n * s_qn, s_qc, NVIS + n * s_nn, s_nc, offs_m, offs_z, length, zdim)
             a = _scores(q, k_ptrs, key_ok, offs_m, offs_n, inv_n, BIAS, length, PRECISION)
             allowed = _allowed(offs_m, offs_n, MASK + n * s_mn, length, HAS_MASK, CAUSAL)
             ds = _score_grad(G + n * s_gn, s_gc, V + n * s_vn, s_vc, offs_m, offs_n, a, allowed,
@@ -191,9 +193,7 @@ if HAS_TRITON:
         offs_m = pid_m * BM + tl.arange(0, BM)
         offs_z = tl.arange(0, BZ)
         row_ok = offs_m < length
-        q = tl.load(Q + n * s_qn + offs_m[:, None] * s_qc + offs_z[None, :],
-                    mask=row_ok[:, None] & (offs_z[None, :] < zdim), other=0.0)
-        inv_n = 1.0 / tl.load(NVIS + n * s_nn + offs_m * s_nc, mask=row_ok, other=1.0).to(tl.float32)
+        q, inv_n = _query_tile(Q + n * s_qn, s_qc, NVIS + n * s_nn, s_nc, offs_m, offs_z, length, zdim)
         acc = tl.zeros((BM, BZ), dtype=tl.float32)
         end = tl.minimum(length, (pid_m + 1) * BM) if CAUSAL else length
         for start in range(0, end, BN):

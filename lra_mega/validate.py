@@ -1,19 +1,24 @@
 """Checks of a composed run config that need no data: each failure is one ValueError line naming
-the key, the value and the fix. ``train()`` runs them before any data work."""
+the key, the value and the fix. ``train()`` runs them before any data work, the paths last (the
+data cache directory is created, ``data.root`` must be a readable directory)."""
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 # Top-level keys the harness reads (config.yaml); anything else added with `+key` is a typo.
-TOP_LEVEL = ("task_name", "seed", "resume", "test", "optimized_metric", "data", "model", "head",
+TOP_LEVEL = ("task_name", "seed", "resume", "test", "compile", "optimized_metric", "data", "model", "head",
              "optim", "trainer", "callbacks", "logger", "paths", "hydra", "run_name")
+# results.json values a sweeper can optimise (``optimized_metric``); train.py writes them
+METRICS = ("best_val_acc", "val_acc", "test_acc", "test_loss", "train_loss")
 SPLITS = ("train", "val", "test")
 
 
@@ -29,6 +34,9 @@ def nearest(key: str, candidates: Iterable[str], n: int = 3) -> list[str]:
 
 
 def unknown_key_message(key: str, candidates: Iterable[str], what: str = "") -> str:
+    """``unknown key K; nearest valid: ...`` (Hydra's own keys are offered only for ``hydra.*``)."""
+    candidates = [c for c in candidates if not c.rsplit(".", 1)[-1].startswith("_")  # _target_ & co
+                  and (key.startswith("hydra") or not c.startswith("hydra"))]
     near = nearest(key, candidates)
     hint = f"; nearest valid: {', '.join(near)}" if near else "; see `--cfg job` for the valid keys"
     return f"unknown key {key}{what}{hint}"
@@ -41,6 +49,8 @@ def flat_keys(node: Any, prefix: str = "") -> list[str]:
     for k, v in items:
         path = f"{prefix}{k}"
         out.append(path)
+        if isinstance(v, DictConfig) and (v._is_none() or v._is_missing() or v._is_interpolation()):
+            continue  # e.g. hydra.sweeper.params: null; nothing under it to offer
         if isinstance(v, (DictConfig, dict)):
             out.extend(flat_keys(v, path + "."))
     return out
@@ -160,6 +170,14 @@ def check_run_settings(cfg: DictConfig) -> None:
     resume = cfg.get("resume")
     _require(isinstance(resume, str) and resume != "", "resume", resume,
              "auto, never or the path of a .ckpt file")
+    test = cfg.get("test", True)
+    _require(isinstance(test, bool), "test", test, "true (test the best checkpoint after fitting) or false")
+    metric = cfg.get("optimized_metric")
+    near = difflib.get_close_matches(str(metric), METRICS, n=1)
+    _require(metric is None or metric in METRICS, "optimized_metric", metric,
+             f"one of {', '.join(METRICS)}{f' (did you mean {near[0]}?)' if near else ''}")
+    _require(metric not in ("test_acc", "test_loss") or test, "optimized_metric", metric,
+             "a validation metric when test=false (best_val_acc), or set test=true")
 
 
 def normalize_limits(cfg: DictConfig) -> None:
@@ -194,13 +212,61 @@ def check_resolves(cfg: DictConfig) -> None:
                          f"that value") from err
 
 
+def _cache_key(cfg: DictConfig) -> str:
+    """The key a user sets for the data cache: ``paths.cache_dir`` unless data.cache_dir differs."""
+    paths = cfg.get("paths")
+    same = isinstance(paths, DictConfig) and paths.get("cache_dir") == cfg.data.get("cache_dir")
+    return "paths.cache_dir" if same else "data.cache_dir"
+
+
+def _reads_files(cfg: DictConfig) -> bool:
+    """Whether ``cfg.data``'s source reads ``data.root`` (generated sources do not)."""
+    try:
+        cls = get_object(str(cfg.data._target_))
+    except Exception:  # noqa: BLE001  (the datamodule's own check reports a bad _target_)
+        return True
+    return cfg.data.get("source") not in getattr(cls, "generated_sources", ())
+
+
+def check_paths(cfg: DictConfig) -> None:
+    """The data cache directory exists or can be created (an existing read-only one is accepted:
+    a complete cache is only read), and ``data.root``, when the source reads it, is a directory
+    this process can read. A missing ``data.root`` is left to the datamodule, whose error names the
+    command that fetches the data."""
+    from lra_mega.data.errors import os_reason
+
+    cache = cfg.data.get("cache_dir")
+    if cache is not None:
+        key, path = _cache_key(cfg), Path(str(cache)).expanduser()
+        fix = f"set {key}=DIR (or $LRA_MEGA_CACHE) to a directory you can write"
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{key}={cache} is a file, not a directory; {fix}")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            expanded = "" if str(path) == str(cache) else f" {path}"
+            raise ValueError(f"{key}={cache}: cannot create the data cache directory{expanded} "
+                             f"({os_reason(err, err.filename or path)}); {fix}") from err
+    root = cfg.data.get("root")
+    if root is None or not _reads_files(cfg):
+        return
+    path = Path(str(root)).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"data.root={root} is a file, not a directory; point data.root at the directory "
+                         f"holding the data (lra_release/, or the parquet files of text/image)")
+    if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+        raise ValueError(f"data.root={root} cannot be read (permission denied); fix its permissions "
+                         f"(chmod u+rx) or point data.root at a readable copy")
+
+
 def check_config(cfg: DictConfig, overrides: Iterable[str] = ()) -> None:
     """Everything checkable from the config alone: added keys, interpolations, run numbers, data
-    limits."""
+    limits, then the paths."""
     check_added_keys(cfg, overrides)
     normalize_limits(cfg)
     check_resolves(cfg)
     check_run_settings(cfg)
+    check_paths(cfg)
 
 
 def trainer_error_message(cfg: DictConfig, err: BaseException) -> str:

@@ -12,6 +12,10 @@ copy it to <dest>/lra_release.gz and run this command (an archive already there 
 contacting the server), or point at it:
 
     python scripts/download_lra.py --tasks listops retrieval --url file:///path/to/lra_release.gz
+
+Errors print one line (``error: ...``) and exit with status 1: an unreachable server, a bad
+archive, or a destination that cannot be written (``--dest``/``--cache-dir`` a file, not
+writable, or a full disk; nothing half-written is left under a final name).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from lra_mega.data.cache import default_cache_dir
 from lra_mega.data.download import (ALL_TASKS, ARCHIVE_NAME, HUB_TASKS, RELEASE_TASKS, RELEASE_URL,
                                     download_file, extract_tasks, fetch_hub)
-from lra_mega.data.errors import LRADataError
+from lra_mega.data.errors import LRADataError, os_reason
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +56,17 @@ def main(argv: list[str] | None = None) -> int:
             for task, n in counts.items():
                 print(f"{task}: {n} files in {dest / 'lra_release'}")
             if args.remove_archive:
-                archive.unlink()
+                archive.unlink(missing_ok=True)
         for task in (t for t in args.tasks if t in HUB_TASKS):
             out = fetch_hub(task, cache_dir)
             print(f"{task}: parquet files in {out}")
     except LRADataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a local file operation the wrappers above do not name
+        where = e.filename or dest
+        print(f"error: cannot write {where}: {os_reason(e, where)}; free space or fix the permissions there, "
+              f"or pass --dest DIR (--cache-dir DIR for text/image)", file=sys.stderr)
         return 1
     return 0
 

@@ -70,3 +70,49 @@ def test_bad_run_numbers_name_the_key(override, needle):
     with pytest.raises(ValueError) as err:
         check_run_settings(cfg)
     assert needle in str(err.value) and "must be" in str(err.value)
+
+
+@pytest.mark.parametrize("override, nearest", [("seeed=3", "seed"), ("lr=1e-3", "optim.lr"),
+                                               ("stage=x", None), ("optim.lrr=1", "optim.lr")])
+def test_unknown_top_level_key_names_the_nearest(run_cli, override, nearest):
+    """Hydra's null hydra.sweeper.params once crashed the helper that lists the valid keys."""
+    key = override.split("=")[0]
+    line = _one_line_error(run_cli("task=listops", "trainer=smoke", override))
+    assert f"unknown key {key}" in line
+    if nearest:
+        assert f"nearest valid: {nearest}" in line
+    assert "hydra." not in line and "_target_" not in line  # Hydra's own keys are no help here
+
+
+@pytest.mark.parametrize("word, needle", [
+    ("listops", "did you mean task=listops?"),
+    ("smoke", "did you mean trainer=smoke?"),
+    ("listop", "did you mean task=listops?"),
+    ("task", "task=<choice>"),
+    ("nonsense", "key=value"),
+])
+def test_bare_word_names_the_override_it_meant(run_cli, word, needle):
+    line = _one_line_error(run_cli(word) if word == "listops" else run_cli("task=listops", word))
+    assert needle in line and repr(word) in line
+
+
+def test_unparsable_override_is_one_line(run_cli):
+    line = _one_line_error(run_cli("task=listops", "optim.lr=[1"))
+    assert "cannot parse the override 'optim.lr=[1'" in line and "key=value" in line
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["test=maybe"], "test='maybe' is not valid"),
+        (["optimized_metric=best_val_ac"], "did you mean best_val_acc?"),
+        (["optimized_metric=test_acc", "test=false"], "when test=false"),
+    ],
+)
+def test_bad_top_level_values_name_the_key(overrides, needle):
+    from lra_mega.validate import check_run_settings
+
+    cfg = compose_config(["task=listops", "trainer=smoke", *overrides])
+    with pytest.raises(ValueError) as err:
+        check_run_settings(cfg)
+    assert needle in str(err.value) and "must be" in str(err.value)

@@ -3,8 +3,9 @@
 One split lives in one directory: a ``.npy`` file per array plus ``manifest.json``
 (format version, per-array dtype/shape/size/sha256, creation time, caller meta).
 Directories are written atomically (temporary sibling, fsync, rename), so a
-killed run never leaves a directory that looks complete. Arrays are read back
-memory-mapped, so a second load costs only the manifest check.
+killed run or a full disk never leaves a directory that looks complete; a write the system
+refuses ends in one :class:`~lra_mega.data.errors.LRADataError` line naming the directory.
+Arrays are read back memory-mapped, so a second load costs only the manifest check.
 
 Variable-length sequences are stored flat: ``tokens`` (all sequences concatenated,
 uint8 where values fit) plus ``offsets`` (int64, length N+1); see :func:`pack_sequences`.
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from lra_mega.data.errors import write_error
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +94,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+#: what to do when the cache cannot be written
+CACHE_FIX = ("free space there, or set paths.cache_dir=DIR (or $LRA_MEGA_CACHE) to a writable directory "
+             "on a disk with room")
+
+
 def save_split(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write ``arrays`` and a manifest to ``path`` atomically, replacing any old content."""
+    """Write ``arrays`` and a manifest to ``path`` atomically, replacing any old content.
+
+    A refused write (full disk, permissions, a file in the way) removes the temporary directory
+    and raises :class:`LRADataError` naming ``path``, the reason and the fix.
+    """
     path = Path(path)
+    try:
+        _save_split(path, arrays, meta)
+    except OSError as err:
+        raise write_error("the data cache", path, err, CACHE_FIX) from err
+
+
+def _save_split(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -7,11 +7,14 @@
 * :func:`fetch_hub` — save a hub dataset (IMDB, CIFAR-10) as parquet files under
   ``<cache_dir>/hub/<task>/``, where the datamodules look first.
 
-Every failure is one :class:`LRADataError` line saying what failed and how to fix it by hand.
+Every failure is one :class:`LRADataError` line saying what failed and how to fix it by hand;
+a destination that cannot be written (a file in the way, permissions, a full disk) is named as
+such, and nothing half-written keeps a final name (``.part``/``.tmp`` files until complete).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,10 +22,11 @@ import socket
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from lra_mega.data.cache import file_sha256
-from lra_mega.data.errors import LRADataError
+from lra_mega.data.errors import LRADataError, write_error
 from lra_mega.data.hub import HUB_DATASETS, local_parquet_dir
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,43 @@ _CHUNK = 1 << 20
 def _offline_hint(dest: Path) -> str:
     return (f"download {RELEASE_URL} elsewhere, then either put {ARCHIVE_NAME} in {dest} and rerun (a file "
             f"already there is used without contacting the server), or pass --url file:///path/to/{ARCHIVE_NAME}")
+
+
+def _dest_fix(where: Path) -> str:
+    return f"free space or fix the permissions of {where}, or pass --dest DIR (--cache-dir DIR for text/image)"
+
+
+@contextlib.contextmanager
+def _local_write(what: str, path: Path, fix: str) -> Iterator[None]:
+    """Turn an OSError of the enclosed local file operation into one line about ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(what, path, e, fix) from e
+
+
+@contextlib.contextmanager
+def _writer(what: str, path: Path, fix: str, mode: str = "wb",
+            shown: Path | None = None) -> Iterator[Callable[[bytes], None]]:
+    """Open ``path`` and yield ``write(block)`` (written and flushed at once); a write the system
+    refuses is one line about ``shown`` (default ``path``), and the file is closed either way."""
+    shown = shown or path
+    with _local_write(what, shown, fix):
+        f = open(path, mode)
+
+    def write(block: bytes) -> None:
+        with _local_write(what, shown, fix):
+            f.write(block)
+            f.flush()
+
+    try:
+        yield write
+    except BaseException:
+        with contextlib.suppress(OSError):  # the data that failed would only fail again
+            f.close()
+        raise
+    with _local_write(what, shown, fix):
+        f.close()
 
 
 def _open(url: str, start: int = 0, method: str = "GET", timeout: float = 30.0):
@@ -72,7 +113,10 @@ def download_file(url: str, dest: str | os.PathLike, expected_size: int | None =
     caught when it is extracted. ``url`` may be a ``file://`` URL.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error("the download directory", dest.parent, e, _dest_fix(dest.parent)) from e
     part = dest.with_name(dest.name + ".part")
     if dest.exists() and (expected_size is None or dest.stat().st_size == expected_size):
         log.info("%s already there; not downloading", dest)
@@ -95,12 +139,14 @@ def download_file(url: str, dest: str | os.PathLike, expected_size: int | None =
                     have = 0
                 if total is None and r.headers.get("Content-Length") is not None:
                     total = have + int(r.headers["Content-Length"])
-                with open(part, "ab" if have else "wb") as f, _Bar(dest.name, total, have, progress) as bar:
+                fix = _dest_fix(dest.parent) + "; rerun the same command to resume from the bytes already there"
+                with _writer("the download", part, fix, "ab" if have else "wb") as write, \
+                        _Bar(dest.name, total, have, progress) as bar:
                     while True:
-                        block = r.read(_CHUNK)
+                        block = r.read(_CHUNK)  # network errors propagate as they are
                         if not block:
                             break
-                        f.write(block)
+                        write(block)
                         bar.advance(len(block))
         size = part.stat().st_size
         if total is not None and size != total:
@@ -143,6 +189,7 @@ def extract_tasks(archive: str | os.PathLike, dest: str | os.PathLike, tasks: li
         raise LRADataError(f"cannot extract {unknown} from the LRA release; release tasks are {list(RELEASE_TASKS)}")
     out_root = Path(dest) / "lra_release"
     counts = {t: 0 for t in tasks}
+    fix = _dest_fix(Path(dest)) + "; the archive is fine: rerun the same command"
     try:
         with tarfile.open(archive, "r|*") as tf, _Bar("extracting", None, 0, progress) as bar:
             for m in tf:
@@ -156,14 +203,11 @@ def extract_tasks(archive: str | os.PathLike, dest: str | os.PathLike, tasks: li
                 if target.exists() and target.stat().st_size == m.size:
                     counts[task] += 1
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(m)
-                tmp = target.with_name(target.name + ".tmp")
-                with open(tmp, "wb") as f:
-                    shutil.copyfileobj(src, f, _CHUNK)
-                os.replace(tmp, target)
+                _extract_member(tf, m, target, fix)
                 counts[task] += 1
                 bar.advance(1)
+    except LRADataError:
+        raise
     except (tarfile.TarError, EOFError, OSError) as e:
         raise LRADataError(f"cannot read archive {archive} ({e}); it may be truncated: delete it and rerun "
                            f"`python scripts/download_lra.py`") from e
@@ -174,24 +218,51 @@ def extract_tasks(archive: str | os.PathLike, dest: str | os.PathLike, tasks: li
     return counts
 
 
+def _extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path, fix: str) -> None:
+    """Copy one archive member to ``target`` through ``<target>.tmp``: a write the system refuses
+    is one line about the destination (not the archive), and no ``.tmp`` is left behind."""
+    src = tf.extractfile(member)
+    tmp = target.with_name(target.name + ".tmp")
+    with _local_write("the extracted data", target.parent, fix):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _writer("the extracted file", tmp, fix, shown=target) as write:
+            while True:
+                block = src.read(_CHUNK)  # a truncated archive raises here, as a read error
+                if not block:
+                    break
+                write(block)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def fetch_hub(task: str, cache_dir: str | os.PathLike) -> Path:
     """Save the train/test splits of a hub task as parquet under ``<cache_dir>/hub/<task>``."""
     name, _ = HUB_DATASETS[task]
     out = local_parquet_dir(Path(cache_dir), task)
+    fix = _dest_fix(out)
+    with _local_write("the parquet files", out, fix):
+        out.mkdir(parents=True, exist_ok=True)
     try:
         import datasets
 
         dd = datasets.load_dataset(name)
-        out.mkdir(parents=True, exist_ok=True)
-        for split in ("train", "test"):
-            dd[split].to_parquet(str(out / f"{split}-00000-of-00001.parquet"))
-    except LRADataError:
-        raise
     except Exception as e:  # noqa: BLE001 - datasets raises many types when offline
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise LRADataError(f"could not fetch hub dataset {name!r} ({type(e).__name__}: {first}); when online rerun "
                            f"this command, or place its train-*.parquet/test-*.parquet files in {out} "
                            f"(or anywhere and set data.root=<that dir>)") from e
+    for split in ("train", "test"):
+        final = out / f"{split}-00000-of-00001.parquet"
+        tmp = final.with_name(f".{final.name}.tmp")  # not matched by train-*.parquet until complete
+        try:
+            with _local_write("the parquet file", final, fix):
+                dd[split].to_parquet(str(tmp))
+                os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 

@@ -2,8 +2,9 @@
 
 A shard file is written to a temporary name and renamed into place, so a file with the
 final name is complete; it is still read back and checked before it is trusted. A killed
-run leaves only complete shards (and temporaries, removed on the next run), and the next
-run makes only the missing ones.
+run or a full disk leaves only complete shards (and temporaries, removed on the next run), and
+the next run makes only the missing ones. A write the system refuses (full disk, permissions)
+ends in one :class:`~lra_mega.data.errors.LRADataError` line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lra_mega.data.cache import CACHE_FIX
+from lra_mega.data.errors import write_error
 from lra_mega.data.progress import count_progress
 
 log = logging.getLogger(__name__)
@@ -33,19 +36,26 @@ def shard_path(shard_dir: str | os.PathLike, index: int) -> Path:
     return Path(shard_dir) / f"shard_{index:05d}.npz"
 
 
-def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an ``.npz`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
+def _atomic_write(path: Path, write: Callable[[Any], None], what: str) -> None:
+    """``write(f)`` into a temporary sibling of ``path``, fsync, rename into place; on any failure
+    the temporary goes, and a refused write raises one :class:`LRADataError` line."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise write_error(what, path, err, CACHE_FIX) from err
         raise
+
+
+def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an ``.npz`` atomically (temporary file, fsync, rename)."""
+    _atomic_write(Path(path), lambda f: np.savez(f, **arrays), "the data shard")
 
 
 def read_shard(path: str | os.PathLike, rows: int | None = None) -> dict[str, np.ndarray] | None:
@@ -73,11 +83,14 @@ def prepare_shard_dir(shard_dir: str | os.PathLike, spec: dict[str, Any]) -> Pat
         if not same:
             log.warning("shards in %s belong to different settings; discarding them", shard_dir)
             shutil.rmtree(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    for stale in shard_dir.glob(".shard_*.tmp-*"):
+    try:
+        shard_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error("the shard directory", shard_dir, err, CACHE_FIX) from err
+    for stale in shard_dir.glob(".*.tmp-*"):
         stale.unlink(missing_ok=True)
-    if not spec_file.exists():
-        spec_file.write_text(blob)
+    if not spec_file.exists():  # atomic: a half-written spec would discard good shards next time
+        _atomic_write(spec_file, lambda f: f.write(blob.encode()), "the shard spec")
     return shard_dir
 
 

@@ -39,11 +39,16 @@ class SimpleRelativePositionalBias(nn.Module):
         return toeplitz(self.vector(length), length)
 
 
-def _sinusoids(length: int, dim: int) -> tuple[Tensor, Tensor]:
+def sinusoids(length: int, dim: int, dtype: torch.dtype = torch.float32,
+              device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """``sin`` and ``cos`` of ``p · 10000^(−m/half)`` for positions p < length and m < dim // 2,
+    each (length, dim // 2), computed in ``dtype`` (float32 for narrower types, then cast), so a
+    float64 model's rotations are float64 throughout and a float32 one's match the official code."""
     half = dim // 2
-    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / half))
-    angle = torch.arange(length, dtype=torch.float32).unsqueeze(1) * freq.unsqueeze(0)
-    return torch.sin(angle), torch.cos(angle)
+    work = torch.promote_types(dtype, torch.float32)
+    freq = torch.exp(torch.arange(half, dtype=work, device=device) * -(math.log(10000.0) / half))
+    angle = torch.arange(length, dtype=work, device=device).unsqueeze(1) * freq.unsqueeze(0)
+    return torch.sin(angle).to(dtype), torch.cos(angle).to(dtype)
 
 
 class RotaryRelativePositionalBias(nn.Module):
@@ -59,14 +64,16 @@ class RotaryRelativePositionalBias(nn.Module):
         self.beta = nn.Parameter(torch.empty(1, zdim))
         nn.init.normal_(self.alpha, mean=0.0, std=0.02)
         nn.init.normal_(self.beta, mean=0.0, std=0.02)
-        sin, cos = _sinusoids(max_len, zdim)
-        self.register_buffer("sin", sin, persistent=False)
-        self.register_buffer("cos", cos, persistent=False)
+
+    def sinusoids(self, length: int) -> tuple[Tensor, Tensor]:
+        """(sin, cos) of positions 0 … length−1, in the dtype and on the device of the parameters
+        (built per call: a (length, zdim/2) table is cheap next to the attention it feeds)."""
+        return sinusoids(length, self.alpha.size(-1), self.alpha.dtype, self.alpha.device)
 
     def _rotate(self, x: Tensor) -> Tensor:
-        length = x.size(0)
+        """Rotate row p of ``x`` (length, zdim) by position p."""
         x1, x2 = x.chunk(2, dim=-1)
-        sin, cos = self.sin[:length], self.cos[:length]
+        sin, cos = self.sinusoids(x.size(0))
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
     def vector(self, length: int) -> Tensor:
@@ -76,7 +83,7 @@ class RotaryRelativePositionalBias(nn.Module):
         sin(−x) = −sin(x), cos(−x) = cos(x).
         """
         _check_length(length, self.max_len, "rotary bias")
-        sin, cos = self.sin[:length], self.cos[:length]
+        sin, cos = self.sinusoids(length)
         sin = torch.cat([-sin[1:].flip(0), sin])
         cos = torch.cat([cos[1:].flip(0), cos])
         b1, b2 = self.beta.chunk(2, dim=-1)

@@ -23,7 +23,9 @@ _WHERE_KEYS = {
 _NAME_SKIP = ("task", "experiment", "logger", "callbacks", "resume", "paths", "hydra", "data.root",
               "data.cache_dir", "data.num_workers", "data.pin_memory", "data.path", "test",
               "optimized_metric", "sweep")
-_LIMIT_FLAGS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
+# limit_val_batches is not among them: validating on a share of the val split only picks the
+# checkpoint (the lite presets do it); the test still reads the whole test split
+_LIMIT_FLAGS = ("limit_train_batches", "limit_test_batches", "overfit_batches")
 
 
 def config_digest(config: dict[str, Any], seed: bool = True) -> str:
@@ -58,7 +60,7 @@ def hydra_overrides() -> list[str]:
 
 def is_limited(config: dict[str, Any], trainer_choice: str | None) -> bool:
     """True for runs that are not the full benchmark: trainer=smoke, data.limit_examples,
-    trainer.limit_*_batches / overfit_batches, fast_dev_run."""
+    trainer.limit_train_batches / limit_test_batches / overfit_batches, fast_dev_run."""
     trainer = config.get("trainer") or {}
     if trainer_choice == "smoke" or (config.get("data") or {}).get("limit_examples") is not None:
         return True

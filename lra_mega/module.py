@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -11,10 +12,20 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lra_mega.optim import check_schedule, param_groups, warmup_linear_decay
+
+
+def _logits(encoder: nn.Module, head: nn.Module, x: Tensor, mask: Tensor, dual: bool) -> Tensor:
+    """Logits of ``head(encoder(x))``; dual inputs ``(B, 2, L)`` go through the encoder as one
+    ``(2B, L)`` batch and the head compares the two feature sets."""
+    if not dual:
+        return head(encoder(x, mask), mask)
+    feats = encoder(x.flatten(0, 1), mask.flatten(0, 1)).unflatten(0, (x.shape[0], 2))
+    return head(feats[:, 0], mask[:, 0], feats[:, 1], mask[:, 1])
 
 
 def _build(spec: nn.Module | Mapping) -> nn.Module:
@@ -33,7 +44,8 @@ class LRAClassifier(L.LightningModule):
     The LR warms up from ``warmup_init_lr`` to ``lr`` over ``warmup_steps`` updates as
     ``(step / warmup_steps) ** warmup_power``, then decays linearly to 0 at ``total_steps``.
     Weight decay covers every parameter unless ``weight_decay_exempt`` (then norms, biases,
-    1-d and EMA parameters are spared).
+    1-d and EMA parameters are spared). ``compile`` runs the encoder through ``torch.compile``
+    (in place: checkpoints keep the plain parameter names).
     """
 
     def __init__(
@@ -51,8 +63,11 @@ class LRAClassifier(L.LightningModule):
         warmup_init_lr: float = 0.0,
         warmup_power: float = 1.0,
         weight_decay_exempt: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile={compile!r} must be true (torch.compile the encoder) or false")
         check_schedule(lr, warmup_init_lr, warmup_power)
         modules = [k for k, v in (("encoder", encoder), ("head", head)) if isinstance(v, nn.Module)]
         self.save_hyperparameters(ignore=modules)
@@ -61,15 +76,35 @@ class LRAClassifier(L.LightningModule):
         acc = partial(MulticlassAccuracy, num_classes=num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = acc(), acc(), acc()
         self.val_acc_best = MaxMetric()
+        self._flops_per_position: float | None = None
+        self.flops_per_batch: int | None = None
+
+    def configure_model(self) -> None:
+        if self.hparams.get("compile") and self.encoder._compiled_call_impl is None:
+            self.encoder.compile()
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Logits ``(B, C)`` for inputs ``(B, L)`` or, when dual, ``(B, 2, L)``."""
-        if not self.hparams.dual:
-            return self.head(self.encoder(x, mask), mask)
-        feats = self.encoder(x.flatten(0, 1), mask.flatten(0, 1)).unflatten(0, (x.shape[0], 2))
-        return self.head(feats[:, 0], mask[:, 0], feats[:, 1], mask[:, 1])
+        return _logits(self.encoder, self.head, x, mask, self.hparams.dual)
+
+    def _count_flops(self, batch: Mapping[str, Tensor]) -> None:
+        """FLOPs of one training step (forward + backward) per input position, counted once
+        with ``torch.utils.flop_counter`` on copies of the encoder and head (the model's weights,
+        norm statistics and RNG are left as they were)."""
+        encoder, head = copy.deepcopy(self.encoder), copy.deepcopy(self.head)
+        for module in (encoder, head):
+            module._compiled_call_impl = None  # count the eager maths, not a second compilation
+        with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+            logits = _logits(encoder, head, batch["input"], batch["mask"], self.hparams.dual)
+            F.cross_entropy(logits.float(), batch["label"]).backward()
+        self._flops_per_position = counter.get_total_flops() / max(1, batch["mask"].numel())
 
     def _step(self, batch: Mapping[str, Tensor], stage: str, acc: MulticlassAccuracy) -> Tensor:
+        if stage == "train":
+            if self._flops_per_position is None:
+                self._count_flops(batch)
+            # ThroughputMonitor reads this after every batch; batches may differ in length
+            self.flops_per_batch = int(self._flops_per_position * batch["mask"].numel())
         logits = self(batch["input"], batch["mask"])
         loss = F.cross_entropy(logits.float(), batch["label"])
         acc(logits, batch["label"])

@@ -26,13 +26,16 @@ PAPER = {
     "pathfinder": (96.01, 94.41, 94.20),
     "pathx": (97.98, 93.81, 96.35),
 }
+# Test accuracy (%) of the vanilla Transformer in the LRA paper (Tay et al. 2021, Table 1);
+# None: it failed (chance level) on Path-X.
+TRANSFORMER = {"listops": 36.37, "text": 64.27, "retrieval": 57.46, "image": 42.44,
+               "pathfinder": 71.40, "pathx": None}
 # overrides that say where a run lives or how it logs, or that have their own column
 _QUIET = ("task", "experiment", "trainer", "seed", "hydra", "paths", "logger",
           "callbacks.progress_bar", "resume", "data.root", "data.cache_dir", "data.num_workers",
           "data.pin_memory")
 _LIMITING = ("trainer=smoke", "data.limit_examples", "trainer.limit_train_batches",
-             "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.fast_dev_run",
-             "trainer.overfit_batches")
+             "trainer.limit_test_batches", "trainer.fast_dev_run", "trainer.overfit_batches")
 
 
 def _result_dirs(runs_dir: Path) -> list[Path]:
@@ -83,6 +86,28 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
         results.append(result)
     order = {t: i for i, t in enumerate(TASK_ORDER)}
     return sorted(results, key=lambda r: (order.get(r["task"], len(order)), r["_name"]))
+
+
+EXPORTED = ("results.json", "curves.png", "csv/version_*/metrics.csv", ".hydra/overrides.yaml")
+
+
+def export_runs(results: list[dict[str, Any]], dest: str | Path) -> list[Path]:
+    """Copy what matters of each run (results.json, curves.png, the csv logs, the overrides) to
+    ``dest/<preset or task>/seed<N>/``; returns the run directories written."""
+    import shutil
+
+    written = []
+    for r in results:
+        target = Path(dest) / str(r.get("experiment") or r["task"]) / f"seed{r.get('seed')}"
+        if target.resolve() == Path(r["_dir"]).resolve():
+            continue
+        for pattern in EXPORTED:
+            for src in sorted(Path(r["_dir"]).glob(pattern)):
+                out = target / src.relative_to(r["_dir"])
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, out)
+        written.append(target)
+    return written
 
 
 def shown_overrides(result: dict[str, Any]) -> str:
@@ -177,18 +202,23 @@ def comparison_table(groups: list[Group]) -> list[str]:
     """One row per setting: mean ± std of test and best val accuracy over its seeds."""
     lines = [
         _row(["task", "preset", "trainer", "overrides", "limited", "n", "seeds", "test acc",
-              "best val acc", "at chance", "paper Mega", "paper Mega-chunk", "S4", "steps"]),
-        "|" + "---|" * 14,
+              "best val acc", "at chance", "paper Mega", "paper Mega-chunk", "S4",
+              "Transformer (LRA)", "steps", "wall time", "machine"]),
+        "|" + "---|" * 17,
     ]
     for g in groups:
         r = g.first
         paper = [f"{x:.2f}" for x in PAPER.get(g.task, ())] or ["–"] * 3
+        transformer = TRANSFORMER.get(g.task, "–")
+        wall, _, _ = g.stats("wall_time_s")
         lines.append(_row([
             g.task, g.joined("experiment"), g.joined("trainer"), _code(shown_overrides(r)),
             "yes" if g.limited else "no", g.n,
             ", ".join("–" if s is None else str(s) for s in g.seeds),
             mean_std(*g.stats("test_acc")[:2]), mean_std(*g.stats("best_val_acc")[:2]),
-            f"{g.at_chance}/{g.n}", *paper, r.get("steps", "–"),
+            f"{g.at_chance}/{g.n}", *paper,
+            "fail (chance)" if transformer is None else transformer,
+            g.joined("steps"), _duration(wall), g.joined("machine"),
         ]))
     return lines
 
@@ -222,7 +252,8 @@ def markdown_table(results: list[dict[str, Any]], include_limited: bool = False)
         "Test and best validation accuracy (%) as mean ± sample std over the runs of one setting "
         "(same task and config digest without the seed); n: runs, seeds: their seeds; at chance: "
         "runs whose validation accuracy never left chance level (included in the mean). Paper: "
-        "Mega, Mega-chunk (Ma et al. 2022), S4.",
+        "Mega, Mega-chunk (Ma et al. 2022), S4; Transformer (LRA): the vanilla Transformer of "
+        "the LRA paper (Tay et al. 2021). Wall time: mean per run, data generation included.",
         "",
     ]
     if compared:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import secrets
 import time
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
 
 WANDB_ID_FILE = "wandb_id.txt"
+CURVES_FILE = "curves.png"
 __all__ = ["train", "build_model", "config_digest", "check_run_settings", "RESULTS_FILE"]
 
 
@@ -56,6 +58,7 @@ def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LRAClassi
         head=head,
         num_classes=datamodule.num_classes,
         dual=datamodule.dual,
+        compile=cfg.get("compile", False),
         **OmegaConf.to_container(cfg.optim, resolve=True),
     )
 
@@ -141,6 +144,25 @@ def versions() -> dict[str, str]:
     }
 
 
+def machine() -> str:
+    """The hardware a result was measured on, e.g. ``x86_64, 2 CPUs, no GPU``."""
+    gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), "
+            f"{gpus or 'no GPU'}")
+
+
+def write_curves(output_dir: Path, results: dict[str, Any]) -> None:
+    """``curves.png`` of the run (training loss, validation accuracy) from its csv logs."""
+    from lra_mega.curves import plot_curves
+
+    if not any(output_dir.glob("csv/version_*/metrics.csv")):
+        return
+    try:
+        plot_curves([{**results, "_dir": output_dir, "_name": output_dir.name}], output_dir / CURVES_FILE)
+    except Exception as err:  # noqa: BLE001  (a figure must never cost the run its results)
+        log.warning("could not draw %s: %s", output_dir / CURVES_FILE, err)
+
+
 def _at_chance(trainer: L.Trainer) -> bool | None:
     """``at_chance`` of the first callback that reports one (None when none does)."""
     for cb in trainer.callbacks:
@@ -194,12 +216,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("Resuming from %s (step %d)", plan.ckpt_path, plan.step)
     trainer.fit(model, datamodule=datamodule, ckpt_path=plan.ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # the run's own verdict: testing the best checkpoint restores the callbacks' state of that
+    # (possibly early) step
+    at_chance = _at_chance(trainer)
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test_metrics = {}
     if cfg.get("test", True):
+        time_before = run_state.time_before  # the test restores the callbacks' state of the best step
         test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)[0]
+        run_state.time_before = time_before
 
     best_score = checkpoint.best_model_score if checkpoint is not None else None
     wandb_ids = [lg.version for lg in loggers if isinstance(lg, WandbLogger)]
@@ -217,17 +244,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test_acc": test_metrics.get("test/acc"),
         "test_loss": test_metrics.get("test/loss"),
         "train_loss": fit_metrics.get("train/loss_epoch"),
-        "at_chance": _at_chance(trainer),
+        "at_chance": at_chance,
         "steps": trainer.global_step,
         "wall_time_s": round(run_state.wall_time(), 2),
         "best_checkpoint": best_path or None,
         "wandb_run_id": wandb_ids[0] if wandb_ids else None,
         "run_dir": str(output_dir),
+        "machine": machine(),
         "versions": versions(),
     }
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+        write_curves(output_dir, results)
         for lg in loggers:
             if isinstance(lg, WandbLogger):
                 lg.experiment.summary.update({f"results/{k}": v for k, v in results.items()})

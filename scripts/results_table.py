@@ -6,6 +6,11 @@ Smoke or size-limited runs are listed but left out of the comparison unless
 
     python scripts/results_table.py outputs
     python scripts/results_table.py outputs --out table.md --plot curves.png --include-limited
+    python scripts/results_table.py outputs/lite --export docs/results     # then:
+    python scripts/results_table.py docs/results --out docs/RESULTS.md --notes docs/results/NOTES.md
+
+--export copies each full-size run's results.json, curves.png, csv logs and overrides to
+DIR/<preset>/seed<N>/ (the committed record) and builds the table from there.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lra_mega.curves import plot_curves
-from lra_mega.report import collect, markdown_table
+from lra_mega.report import collect, export_runs, markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, help="PNG file (default RUNS_DIR/curves.png)")
     p.add_argument("--include-limited", action="store_true",
                    help="compare smoke / size-limited runs with the paper too")
+    p.add_argument("--export", type=Path, metavar="DIR",
+                   help="copy each full-size run's record to DIR/<preset>/seed<N>/ and tabulate DIR")
+    p.add_argument("--notes", type=Path, help="markdown put above the table (e.g. what the runs show)")
     args = p.parse_args(argv)
     if not args.runs_dir.is_dir():
         print(f"results_table: error: {args.runs_dir} is not a directory; give the directory "
@@ -36,9 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print(f"results_table: error: no results.json under {args.runs_dir}", file=sys.stderr)
         return 1
+    if args.export:
+        kept = [r for r in results if args.include_limited or not r.get("limited")]
+        for target in export_runs(kept, args.export):
+            print(f"exported {target}")
+        args.runs_dir, results = args.export, collect(args.export)
+    if args.notes and not args.notes.is_file():
+        print(f"results_table: error: --notes {args.notes} is not a file", file=sys.stderr)
+        return 1
     table = markdown_table(results, include_limited=args.include_limited)
+    header = ("<!-- written by: python scripts/results_table.py "
+              + " ".join(sys.argv[1:] if argv is None else argv) + " -->\n\n")
+    notes = args.notes.read_text().rstrip() + "\n\n" if args.notes else ""
     out = args.out or args.runs_dir / "results.md"
-    out.write_text(table)
+    out.write_text(header + notes + table)
     png = plot_curves(results, args.plot or args.runs_dir / "curves.png")
     print(table, end="")
     print(f"\n{len(results)} runs -> {out}, {png}")

@@ -78,3 +78,29 @@ def test_registered_by_default_and_bad_settings_name_the_key():
     assert isinstance(cb, ChanceLevel) and cb.at_chance is None and cb.after == 0.25
     with pytest.raises(ValueError, match="callbacks.chance_level.after=1.5"):
         ChanceLevel(after=1.5)
+
+
+def test_results_record_the_runs_own_verdict_when_the_best_checkpoint_is_early(tmp_path, offline_env):
+    """A run stuck at chance whose best checkpoint (step 2) predates the check (from step 4):
+    testing that checkpoint restores the callbacks' early state (at_chance None, the wall time
+    so far), yet results.json must keep the verdict and the wall time of the run's end."""
+    import json
+
+    from harness import SMOKE
+
+    from lra_mega.train import train
+
+    import time
+
+    run_dir = tmp_path / "stuck"
+    started = time.time()
+    cfg = compose_config([*SMOKE, "trainer.max_steps=8", "trainer.val_check_interval=2", "optim.lr=1e-7",
+                          "optim.warmup_init_lr=0", "callbacks.chance_level.after=0.5"], output_dir=run_dir)
+    results = train(cfg)
+    elapsed = time.time() - started
+    best = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)
+    assert best["global_step"] == 2  # learning nothing, no later validation beats the first
+    assert results["at_chance"] is True
+    assert json.loads((run_dir / "results.json").read_text())["at_chance"] is True
+    # nor does the wall time count the early checkpoint's time twice
+    assert 0 < results["wall_time_s"] <= elapsed

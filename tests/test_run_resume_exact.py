@@ -15,17 +15,19 @@ RUN = [*SMOKE, "trainer.max_steps=6", "trainer.val_check_interval=2", "test=fals
        "data.limit_examples.train=12", "data.limit_examples.val=4"]
 
 
-def test_killed_run_continues_exactly(tmp_path, offline_env):
+@pytest.mark.parametrize("order", [[], ["data.group_by_length=true"]], ids=["shuffle", "grouped"])
+def test_killed_run_continues_exactly(tmp_path, offline_env, order):
+    run = [*RUN, *order]
     whole = tmp_path / "whole"
-    train(compose_config(RUN, output_dir=whole))
+    train(compose_config(run, output_dir=whole))
     expected = csv_column(whole, "train/loss_step")
     assert sorted(expected) == list(range(6))
 
     cut = tmp_path / "cut"
     crash = ["+callbacks.crash._target_=harness.CrashAt", "+callbacks.crash.step=5"]
     with pytest.raises(Crash):
-        train(compose_config([*RUN, *crash], output_dir=cut))  # dies after update 5, last.ckpt at 4
-    results = train(compose_config(RUN, output_dir=cut))
+        train(compose_config([*run, *crash], output_dir=cut))  # dies after update 5, last.ckpt at 4
+    results = train(compose_config(run, output_dir=cut))
     assert results["steps"] == 6
     resumed = csv_column(cut, "train/loss_step", version=1)
     # epoch 1, batch 1: the position in the shuffled order and the dropout RNG are restored

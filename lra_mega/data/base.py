@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from lra_mega.data.cache import default_cache_dir, load_split as load_cached, save_split, split_cache_dir
 from lra_mega.data.errors import LRAConfigError, LRADataError
-from lra_mega.data.sampling import EpochShuffleSampler
+from lra_mega.data.sampling import EpochShuffleSampler, LengthGroupedSampler
 from lra_mega.data.sequences import PadCollate
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class LRADataModule(L.LightningDataModule):
             ``<cache_dir>/lra_release`` when ``root`` is not given.
         seed: seed of generated data and fixed splits (``data.seed``; fixed across runs).
         shuffle_seed: seed of the training order (the run's ``seed``); ``None`` = ``seed``.
+        group_by_length: training batches of similar length (variable-length token tasks):
+            less padding, the same examples per epoch (:class:`LengthGroupedSampler`).
         source: where the data comes from; one of the subclass's ``sources``
             (``None`` = ``default_source``).
         root: local data directory (the LRA release, or a parquet directory for
@@ -80,6 +82,7 @@ class LRADataModule(L.LightningDataModule):
         root: str | os.PathLike | None = None,
         limit_examples: int | dict[str, int] | None = None,
         shuffle_seed: int | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         if source is None:
@@ -98,6 +101,9 @@ class LRADataModule(L.LightningDataModule):
         self._require_int("seed", seed, 0)
         if shuffle_seed is not None:
             self._require_int("shuffle_seed", shuffle_seed, 0)
+        if not isinstance(group_by_length, bool):
+            raise LRAConfigError(f"task {self.task!r}: data.group_by_length={group_by_length!r} is not "
+                                 f"valid; use true (batches of similar length) or false")
         if root is not None and source in self.generated_sources:
             raise LRAConfigError(
                 f"task {self.task!r}: data.root={root} is not read by data.source={source!r} (the data is "
@@ -113,6 +119,7 @@ class LRADataModule(L.LightningDataModule):
         self.source = source
         self.root = Path(root).expanduser() if root is not None else None
         self.limit_examples = self._parse_limits(limit_examples)
+        self.group_by_length = group_by_length
         self.datasets: dict[str, Dataset] = {}
         self._resume: tuple[int, int] | None = None
 
@@ -224,7 +231,7 @@ class LRADataModule(L.LightningDataModule):
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         sampler = None
         if shuffle:
-            sampler = EpochShuffleSampler(len(self.datasets[split]), self.shuffle_seed)
+            sampler = self._train_sampler(self.datasets[split])
             if self._resume is not None:
                 sampler.resume_at(*self._resume)
                 self._resume = None
@@ -240,6 +247,15 @@ class LRADataModule(L.LightningDataModule):
             # worker seeds come from here, not from the global RNG the model's dropout draws from
             generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
+
+    def _train_sampler(self, ds: Dataset) -> EpochShuffleSampler:
+        lengths = getattr(ds.dataset if isinstance(ds, Subset) else ds, "lengths", None)
+        if not self.group_by_length or lengths is None:
+            return EpochShuffleSampler(len(ds), self.shuffle_seed)
+        lengths = lengths()
+        if isinstance(ds, Subset):
+            lengths = lengths[np.asarray(ds.indices)]
+        return LengthGroupedSampler(lengths, self.batch_size, self.shuffle_seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -69,6 +69,10 @@ class TokenDataset(ArrayDataset):
         a = self.arrays
         return self._seq(a["tokens"], a["offsets"], i), int(a["labels"][i])
 
+    def lengths(self) -> np.ndarray:
+        """Length of every item as the collate sees it (after the ``max_len`` cut)."""
+        return np.minimum(np.diff(self.arrays["offsets"]), self.max_len)
+
 
 class PairDataset(TokenDataset):
     """Two token sequences per example (retrieval).
@@ -81,6 +85,11 @@ class PairDataset(TokenDataset):
         x1 = self._seq(a["tokens1"], a["offsets1"], i)
         x2 = self._seq(a["tokens2"], a["offsets2"], i)
         return (x1, x2), int(a["labels"][i])
+
+    def lengths(self) -> np.ndarray:
+        """The longer of the two documents of every item (both are padded to a common length)."""
+        a = self.arrays
+        return np.minimum(np.maximum(np.diff(a["offsets1"]), np.diff(a["offsets2"])), self.max_len)
 
 
 class PixelDataset(ArrayDataset):

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark import (
-    IMPLEMENTATIONS, TaskShape, autocast_for, build, environment, error_text, make_batch, paper_shapes,
+from bench_common import (
+    TaskShape, autocast_for, build, environment, error_text, make_batch, paper_shapes,
 )
 
 MIB = 2**20

@@ -48,7 +48,7 @@ def task_shapes(dry_run: bool) -> dict[str, dict[str, int]]:
     """batch (dual counted twice), length, zdim, hdim of each softmax paper config."""
     if dry_run:  # tiny, and no config composition needed to rot-check the measuring code
         return {t: {"batch": 2, "length": 48, "zdim": 8, "hdim": 12} for t in TASKS}
-    from benchmark import paper_shapes
+    from bench_common import paper_shapes
 
     return {t: {"batch": s.batch * (2 if s.dual else 1), "length": s.length, "zdim": s.model["zdim"],
                 "hdim": s.model["hdim"]} for t, s in paper_shapes(list(TASKS)).items()}

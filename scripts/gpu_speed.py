@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmark import TASKS, build, environment, error_text, paper_shapes, time_training_step  # noqa: E402
+from bench_common import TASKS, build, environment, error_text, paper_shapes, time_training_step  # noqa: E402
 
 # (precision, implementations) in the order measured: what matters most first
 PHASES = (("fp32", ("lra_mega", "hf")), ("bf16", ("lra_mega", "hf")),

@@ -17,7 +17,7 @@ def _run_script(name, argv, monkeypatch):
 
 
 def test_task_shapes_come_from_the_paper_configs():
-    from benchmark import TASKS, paper_shapes
+    from bench_common import TASKS, paper_shapes
 
     shapes = paper_shapes(list(TASKS))
     assert set(shapes) == {"listops", "text", "retrieval", "image", "pathfinder", "pathx"}
@@ -73,3 +73,28 @@ def test_benchmark_data_writes_where_told(tmp_path, monkeypatch):
     after = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "benchmarks").glob("data_cache.*")}
     assert before == after  # docs/benchmarks untouched
 
+
+
+def test_no_import_cycle_among_scripts():
+    """scripts/ import their shared code from sibling modules; none may import back (a cycle)."""
+    import ast
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    names = {p.stem for p in scripts.glob("*.py")}
+    graph = {}
+    for path in scripts.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in names:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names if a.name in names}
+        graph[path.stem] = imported - {path.stem}
+    assert graph["benchmark"] and graph["benchmark_memory"] == {"bench_common"}
+
+    def reaches(start: str, target: str, seen: set) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph[start])
+
+    cycles = [name for name in graph if reaches(name, name, {name})]
+    assert not cycles, f"import cycle through {cycles}"

@@ -70,7 +70,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def choices(group: str) -> list[str]:
-    """The shipped choices of a config group (file names under lra_mega/configs/<group>/)."""
+    """The shipped choices of a config group (file names under configs/<group>/, shipped as lra_mega.configs)."""
     folder = resources.files("lra_mega.configs") / group
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
@@ -216,7 +216,7 @@ def _user_error(err: BaseException, cfg: DictConfig | None = None) -> str | None
     return None
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://lra_mega.configs", config_name="config")
 def _app(cfg: DictConfig) -> float | None:
     # heavy imports after composition, so bad choices fail fast
     from lra_mega.train import train

@@ -2,7 +2,7 @@
 
 Task shapes (layers, widths, norm, attention, chunk, EMA truncation, dropout, length, batch,
 classes, dual encoder) come from the composed ``experiment=<task>_paper`` configs in
-``lra_mega/configs``, not from a table here. Implementations: lra_mega always; the Hugging Face
+``configs/``, not from a table here. Implementations: lra_mega always; the Hugging Face
 port (transformers==4.46.3, ``models/deprecated/mega``) and mega-pytorch when installed. All run
 in one process on the same device, so their numbers compare.
 

@@ -23,7 +23,7 @@ def test_task_shapes_come_from_the_paper_configs():
     assert set(shapes) == {"listops", "text", "retrieval", "image", "pathfinder", "pathx"}
     for task, shape in shapes.items():
         # read the task file directly (the experiment preset selects it)
-        raw = OmegaConf.load(ROOT / "lra_mega" / "configs" / "task" / f"{task}.yaml")
+        raw = OmegaConf.load(ROOT / "configs" / "task" / f"{task}.yaml")
         for key in ("depth", "dim", "zdim", "hdim", "attention", "norm", "prenorm", "chunk_size"):
             assert shape.model[key] == raw.model[key], (task, key)
         assert shape.batch == raw.data.batch_size, task

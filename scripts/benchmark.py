@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from out_paths import require_writable  # noqa: E402
 from bench_common import (  # noqa: E402  (a sibling module: the scripts are run as files)
     IMPLEMENTATIONS, TASKS, build, environment, error_text, paper_shapes, time_training_step,
 )
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", nargs="*", default=[], metavar="TASK=N",
                         help="measure TASK with N layers and scale to its depth (for RAM-bound rows)")
     args = parser.parse_args(argv)
+    if args.out is not None:
+        require_writable("benchmark", "--out", args.out, is_file=True)
 
     if args.memory:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -20,6 +20,7 @@ import torch
 
 from lra_mega.data import ListOpsDataModule, TextDataModule
 from lra_mega.data.fixtures import write_imdb_parquet
+from out_paths import require_writable
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     args = p.parse_args()
     out = args.out
+    require_writable("benchmark_data", "--out", out)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

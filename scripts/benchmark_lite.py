@@ -29,6 +29,8 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+from out_paths import require_writable
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 
@@ -118,6 +120,7 @@ def main() -> None:
     args = p.parse_args()
     if args.window >= args.steps:
         p.error(f"--window {args.window} must be below --steps {args.steps}")
+    require_writable("benchmark_lite", "--out", args.out)
     import torch
 
     load_before = os.getloadavg()[0]

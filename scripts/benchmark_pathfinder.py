@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lra_mega.data.pathfinder import generate_split
 from lra_mega.data.pathfinder_generate import BLOCK_SIZE, generate_block, pathfinder_settings
+from out_paths import require_writable
 
 TARGET = {32: 500, 128: 50}  # images/s per core the generator must reach on a 2-core machine
 
@@ -57,6 +58,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default="docs/benchmarks/pathfinder_gen")
     args = p.parse_args()
+    require_writable("benchmark_pathfinder", "--out", args.out, is_file=True)
     rows = [measure(r, args.blocks, args.workers) for r in (32, 128)]
     machine = {"cpu_count": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(),
                "load_average_1min_after": round(os.getloadavg()[0], 2)}

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from lra_mega.data.errors import LRADataError
+from out_paths import require_writable
 from lra_mega.data.pathfinder import PathfinderDataModule, PathXDataModule
 from lra_mega.data.pathfinder_generate import generate, pathfinder_settings
 
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="only draw ours next to the official samples (../shared/reference/pathfinder) into PNG")
     args = p.parse_args(argv)
     if args.samples:
+        require_writable("generate_pathfinder", "--samples", args.samples, is_file=True)
         if not REFERENCE.exists():
             print(f"error: reference samples not found at {REFERENCE}", file=sys.stderr)
             return 2

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lra_mega.curves import plot_curves
 from lra_mega.report import collect, export_runs, markdown_table
+from out_paths import require_writable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="copy each full-size run's record to DIR/<preset>/seed<N>/ and tabulate DIR")
     p.add_argument("--notes", type=Path, help="markdown put above the table (e.g. what the runs show)")
     args = p.parse_args(argv)
+    for flag, path, is_file in (("--out", args.out, True), ("--plot", args.plot, True),
+                                ("--export", args.export, False)):
+        if path is not None:
+            require_writable("results_table", flag, path, is_file=is_file)
     if not args.runs_dir.is_dir():
         print(f"results_table: error: {args.runs_dir} is not a directory; give the directory "
               "holding the runs (e.g. outputs)", file=sys.stderr)

@@ -5,6 +5,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +99,22 @@ def test_no_import_cycle_among_scripts():
 
     cycles = [name for name in graph if reaches(name, name, {name})]
     assert not cycles, f"import cycle through {cycles}"
+
+
+@pytest.mark.parametrize("script, args", [
+    ("benchmark.py", ["--out", "{file}/speed"]),
+    ("benchmark_data.py", ["--out", "{file}/sub"]),
+    ("benchmark_pathfinder.py", ["--out", "{file}/gen"]),
+    ("benchmark_lite.py", ["--out", "{file}"]),
+    ("results_table.py", ["{tmp}", "--out", "{file}/table.md"]),
+    ("results_table.py", ["{tmp}", "--export", "{file}"]),
+    ("generate_pathfinder.py", ["--samples", "{tmp}"]),
+])
+def test_unwritable_out_is_one_line_before_any_work(script, args, run_cli, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way\n")
+    argv = [a.format(file=blocker, tmp=tmp_path) for a in args]
+    out = run_cli(*argv, script=script, timeout=120)
+    lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert len(lines) == 1 and "error:" in lines[0] and "choose a path you can write" in lines[0], lines

@@ -26,6 +26,12 @@ def num_tokens(batch: Mapping[str, Tensor]) -> int:
     return int(batch["mask"].sum())
 
 
+def total_steps(trainer: L.Trainer) -> int | float:
+    """The run's optimizer steps: ``trainer.max_steps``, else Lightning's estimate from the epochs."""
+    total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+    return total or trainer.estimated_stepping_batches
+
+
 class SaveRunConfig(L.Callback):
     """Stores the resolved run config in every checkpoint, so a checkpoint alone can
     rebuild its datamodule (``scripts/evaluate.py``)."""
@@ -84,8 +90,7 @@ class ChanceLevel(L.Callback):
         if trainer.sanity_checking or value is None or self._counts is None:
             return
         self.best = max(float(value), self.best if self.best is not None else float("-inf"))
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        total = total or trainer.estimated_stepping_batches
+        total = total_steps(trainer)
         if trainer.global_step < self.after * total:
             return
         counts = trainer.strategy.reduce(self._counts.to(pl_module.device), reduce_op="sum")

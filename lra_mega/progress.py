@@ -19,6 +19,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from lra_mega.callbacks import total_steps
+
 log = logging.getLogger(__name__)
 
 WHEN = ("auto", "always", "never")
@@ -39,6 +41,10 @@ def duration(seconds: float) -> str:
     return f"{minutes}m {s:02d}s" if minutes else f"{s}s"
 
 
+def _total_steps(trainer: L.Trainer) -> int:
+    return int(total_steps(trainer))
+
+
 def _metric(metrics: Mapping[str, Any], *keys: str) -> float | None:
     for key in keys:
         if key in metrics:
@@ -48,11 +54,6 @@ def _metric(metrics: Mapping[str, Any], *keys: str) -> float | None:
 
 def _is_terminal() -> bool:
     return bool(getattr(sys.stdout, "isatty", lambda: False)())
-
-
-def _total_steps(trainer: L.Trainer) -> int:
-    total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-    return int(total or trainer.estimated_stepping_batches)
 
 
 class LogProgress(L.Callback):

@@ -10,6 +10,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -187,6 +188,17 @@ def error_text(err: BaseException) -> str:
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return "out of memory"
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment(device: str) -> dict[str, str]:

@@ -20,19 +20,10 @@ from pathlib import Path
 
 from lra_mega.data.pathfinder import generate_split
 from lra_mega.data.pathfinder_generate import BLOCK_SIZE, generate_block, pathfinder_settings
+from bench_common import cpu_model
 from out_paths import require_writable
 
 TARGET = {32: 500, 128: 50}  # images/s per core the generator must reach on a 2-core machine
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(resolution: int, blocks: int, workers: int) -> dict:
@@ -60,7 +51,7 @@ def main() -> None:
     args = p.parse_args()
     require_writable("benchmark_pathfinder", "--out", args.out, is_file=True)
     rows = [measure(r, args.blocks, args.workers) for r in (32, 128)]
-    machine = {"cpu_count": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(),
+    machine = {"cpu_count": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
                "load_average_1min_after": round(os.getloadavg()[0], 2)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""scripts/benchmark.py: shapes from the composed paper configs, speed and --memory rows; benchmark_data --out."""
+"""scripts/benchmark.py: shapes from the composed paper configs, speed and --memory rows; benchmark_data --out;
+benchmark_extrapolation at a smoke size."""
 
 import json
 import runpy
@@ -76,6 +77,46 @@ def test_benchmark_data_writes_where_told(tmp_path, monkeypatch):
 
 
 
+def test_extrapolation_benchmark_smoke(tmp_path, monkeypatch):
+    """Three tiny byte models on the stdlib text: every (bias, attention, length) the script
+    promises, finite bits per byte, the markdown table, the plot and the goal record."""
+    import torch
+
+    out, threads = tmp_path / "extrap", torch.get_num_threads()
+    try:
+        _run_script("benchmark_extrapolation.py", [
+            "--steps", "2", "--batch", "2", "--train-len", "32", "--lengths", "64", "32", "--eval-bytes", "128",
+            "--dim", "16", "--depth", "1", "--zdim", "8", "--hdim", "16", "--ndim", "2", "--threads", "1",
+            "--log-every", "1", "--out", str(out)], monkeypatch)
+    finally:
+        torch.set_num_threads(threads)  # the script sets the process's thread count
+    data = json.loads((out / "extrapolation.json").read_text())
+    rows = {(r["rel_pos"], r["attention"], r["length"]): r["bpb"] for r in data["results"]}
+    assert set(rows) == {("simple", "full", 32), ("simple", "chunked", 64),
+                         ("rotary", "full", 32), ("rotary", "full", 64), ("rotary", "chunked", 64),
+                         ("dynamic", "full", 32), ("dynamic", "full", 64), ("dynamic", "chunked", 64)}
+    assert all(0 < bpb < 9 for bpb in rows.values())  # a byte holds 8 bits; 257 classes at most ~8.006
+    assert data["training"]["dynamic"]["max_len"] == 32 and data["training"]["rotary"]["max_len"] == 64
+    assert data["data"]["held_out_files"] and data["data"]["train_bytes"] > 1_000_000
+    assert data["machine"]["cpu_count"] and data["machine"]["threads"] == 1
+    ratio = rows[("dynamic", "full", 64)] / rows[("dynamic", "full", 32)]
+    assert data["goal"]["dynamic_ratio"] == pytest.approx(ratio, abs=1e-3)
+    md = (out / "extrapolation.md").read_text()
+    assert "| simple | full |" in md and "| dynamic | chunked |" in md and "Goal (issue 19)" in md
+    assert (out / "extrapolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--lengths", "512", "1024"], "must include --train-len 256"),
+    (["--eval-bytes", "100"], "--eval-bytes 100 is below the longest length 4096"),
+    (["--steps", "0"], "--steps 0 must be >= 1"),
+])
+def test_extrapolation_benchmark_bad_flags_name_the_fix(argv, needle, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as done:
+        _run_script("benchmark_extrapolation.py", argv, monkeypatch)
+    assert done.value.code == 2 and needle in capsys.readouterr().err
+
+
 def test_no_import_cycle_among_scripts():
     """scripts/ import their shared code from sibling modules; none may import back (a cycle)."""
     import ast
@@ -106,6 +147,7 @@ def test_no_import_cycle_among_scripts():
     ("benchmark_data.py", ["--out", "{file}/sub"]),
     ("benchmark_pathfinder.py", ["--out", "{file}/gen"]),
     ("benchmark_lite.py", ["--out", "{file}"]),
+    ("benchmark_extrapolation.py", ["--out", "{file}/sub"]),
     ("results_table.py", ["{tmp}", "--out", "{file}/table.md"]),
     ("results_table.py", ["{tmp}", "--export", "{file}"]),
     ("generate_pathfinder.py", ["--samples", "{tmp}"]),

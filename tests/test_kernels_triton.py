@@ -2,8 +2,8 @@
 
 Without a GPU the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors).
 The interpreter must be on before triton defines the kernels, so those cases run in one child
-process (this file run as a script) and report back as JSON. The ``gpu`` tests run the compiled
-kernels on CUDA.
+process (this file run as a script; ``dynamic`` as its argument for the rel_pos='dynamic' cases)
+and report back as JSON. The ``gpu`` tests run the compiled kernels on CUDA.
 """
 
 from __future__ import annotations
@@ -93,13 +93,57 @@ def _interpreter_report() -> list[dict]:
     return report
 
 
+DYNAMIC_CASES = [
+    {"fn": fn, "causal": causal, "chunked": chunked}
+    for fn, causal, chunked in itertools.product(("laplace", "relu2"), (False, True), (False, True))
+]
+
+
+def _dynamic_report() -> list[dict]:
+    """(Child process, TRITON_INTERPRET=1) rel_pos='dynamic' through ``attend``: Triton against the
+    reference path, outputs and the gradients of q, k, v and of the bias MLP's parameters."""
+    from lra_mega.model import attend
+    from lra_mega.model.position import DynamicRelativePositionalBias
+
+    report = []
+    for case in DYNAMIC_CASES:
+        torch.manual_seed(0)
+        dyn = DynamicRelativePositionalBias()
+        with torch.no_grad():  # a bias of order 1 that varies with the offset, as after training
+            dyn.net[-1].weight.normal_(std=0.3)
+            dyn.net[-1].bias.fill_(0.6 if case["fn"] == "laplace" else 0.2)
+        gen = torch.Generator().manual_seed(1)
+        inputs = [torch.randn(2, 45, d, generator=gen) * s for d, s in ((12, 0.7), (12, 0.7), (20, 1.0))]
+        chunk = 19 if case["chunked"] else -1  # 45 = 2 chunks + a padded third
+        results = {}
+        for impl in ("triton", "reference"):
+            dyn.zero_grad()
+            q, k, v = (t.clone().requires_grad_(True) for t in inputs)
+            out = attend(q, k, v, fn=case["fn"], bias=dyn, causal=case["causal"], chunk_size=chunk, impl=impl)
+            out.backward(torch.cos(torch.arange(out.numel(), dtype=torch.float32)).view_as(out))
+            results[impl] = [out.detach(), q.grad, k.grad, v.grad] + [p.grad.clone() for p in dyn.parameters()]
+        report.append({**case, "bias_grad_max": max(g.abs().max().item() for g in results["reference"][4:]),
+                       "vs_reference": [(a - b).abs().max().item() / (1.0 + b.abs().max().item())
+                                        for a, b in zip(results["triton"], results["reference"])]})
+    return report
+
+
+def _interpreted(*argv: str) -> list[dict]:
+    """Run this file under TRITON_INTERPRET=1 in a child process and read its JSON report."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, __file__, *argv], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
 def interpreter_report() -> dict:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
-    return {(r["fn"], r["causal"], r["padded"], r["chunked"]): r for r in rows}
+    return {(r["fn"], r["causal"], r["padded"], r["chunked"]): r for r in _interpreted()}
+
+
+@pytest.fixture(scope="module")
+def dynamic_report() -> dict:
+    return {(r["fn"], r["causal"], r["chunked"]): r for r in _interpreted("dynamic")}
 
 
 @needs_triton
@@ -109,6 +153,16 @@ def test_interpreted_kernels_match_loop_and_reference_gradients(case, interprete
     assert row["vs_loop"] < 1e-4, row
     out_err, *grad_errs = row["vs_reference"]
     assert out_err < 1e-5 and max(grad_errs) < 1e-5, row  # q, k, v and bias gradients
+
+
+@needs_triton
+@pytest.mark.parametrize("case", DYNAMIC_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_interpreted_kernels_agree_with_reference_under_the_dynamic_bias(case, dynamic_report):
+    """rel_pos='dynamic': the Triton kernels read its (2c − 1) vector like any other bias, and
+    their bias gradient reaches the MLP's parameters as the reference path's does."""
+    row = dynamic_report[(case["fn"], case["causal"], case["chunked"])]
+    assert row["bias_grad_max"] > 1e-3, row  # the MLP really gets a gradient
+    assert max(row["vs_reference"]) < 1e-5, row  # output; q, k, v; every MLP parameter
 
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -147,4 +201,4 @@ def test_auto_takes_triton_on_gpu_for_long_chunks():
 
 
 if __name__ == "__main__":
-    print(json.dumps(_interpreter_report()))
+    print(json.dumps(_dynamic_report() if sys.argv[1:] == ["dynamic"] else _interpreter_report()))

@@ -8,11 +8,13 @@ from .heads import POOLINGS, ClassificationHead, RetrievalHead, pool
 from .layer import MegaBlock, MovingAverageGatedAttention, NormalizedFeedForward
 from .lm import Mega, MegaLayer
 from .norm import NORMS, SequenceNorm
+from .position import REL_POS
 
 __all__ = [
     "ATTENTION_FUNCTIONS",
     "NORMS",
     "POOLINGS",
+    "REL_POS",
     "ClassificationHead",
     "Mega",
     "MegaBlock",

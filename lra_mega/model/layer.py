@@ -16,7 +16,7 @@ from .checks import check_choice, check_positive, check_probability
 from .ema import MultiDimDampedEMA
 from .kernels.gating import compute_dtype, feed_forward, gated_output, linear_silu, shared_qk, silu_linear
 from .norm import SequenceNorm
-from .position import build_relative_bias
+from .position import REL_POS, build_relative_bias
 
 
 def init_linear(layer: nn.Linear) -> nn.Linear:
@@ -53,7 +53,7 @@ class MovingAverageGatedAttention(nn.Module):
             check_positive(name, value)
         check_positive("chunk_size", chunk_size, allow_minus_one=True)
         check_choice("attention", attention, ATTENTION_FUNCTIONS)
-        check_choice("rel_pos", rel_pos, ("simple", "rotary"))
+        check_choice("rel_pos", rel_pos, REL_POS)
         self.dim, self.zdim, self.hdim = dim, zdim, hdim
         self.attention = attention
         self.prenorm = prenorm
@@ -148,7 +148,7 @@ class MovingAverageGatedAttention(nn.Module):
             [state["values"], v.unsqueeze(1)], dim=1
         )
         seen = keys.size(1)
-        bias = self.rel_pos_bias(seen)[-1].to(q.dtype)  # offsets −(seen−1) … 0
+        bias = self.rel_pos_bias.vector(seen)[:seen].to(q.dtype)  # offsets −(seen−1) … 0: the last row
         scores = torch.einsum("bz,btz->bt", q, keys)
         if self.attention == "softmax":
             weights = torch.softmax(scores * self.zdim**-0.5 + bias, dim=-1)

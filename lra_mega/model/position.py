@@ -1,4 +1,9 @@
-"""Relative position biases added to the attention scores: simple (one scalar per offset) or rotary."""
+"""Relative position biases added to the attention scores, by offset j − i.
+
+``simple``: one learned scalar per offset (a table of 2·max_len − 1, so no longer inputs);
+``rotary``: ⟨a, rot_{j−i}(b)⟩ for learned a, b; ``dynamic``: a small MLP over the offset
+(CrossFormer's dynamic position bias), with no parameter tied to a length.
+"""
 
 from __future__ import annotations
 
@@ -95,10 +100,60 @@ class RotaryRelativePositionalBias(nn.Module):
         return toeplitz(self.vector(length), length)
 
 
+class DynamicRelativePositionalBias(nn.Module):
+    """Bias for offset d = j − i from an MLP over d: Linear(1, dim) → norm → SiLU, ``depth`` times
+    (Linear(dim, dim) after the first), → Linear(dim, 1).
+
+    The dynamic position bias of CrossFormer (Wang et al. 2021): nothing depends on a maximum
+    length, so a model trained at one length runs at any other. With ``log_distance`` the MLP
+    reads sign(d)·log(1 + |d|), which keeps long offsets close to the trained range; the
+    normalisation after the first layer bounds its output as |d| grows.
+    """
+
+    def __init__(self, dim: int = 32, depth: int = 2, log_distance: bool = True) -> None:
+        super().__init__()
+        check_positive("dim", dim)
+        check_positive("depth", depth)
+        self.log_distance = log_distance
+        layers: list[nn.Module] = []
+        for width in [1] + [dim] * (depth - 1):
+            layers += [nn.Linear(width, dim), nn.LayerNorm(dim), nn.SiLU()]
+        layers.append(nn.Linear(dim, 1))
+        self.net = nn.Sequential(*layers)
+        for p in self.net.parameters():
+            p._no_weight_decay = True  # a position bias, like the simple table: no weight decay
+        # hidden layers keep PyTorch's uniform init (a nonzero first bias is what lets the norm
+        # tell offsets apart); the output starts near 0, like the simple table's N(0, 0.02)
+        nn.init.normal_(self.net[-1].weight, mean=0.0, std=0.02)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def offsets(self, length: int) -> Tensor:
+        """The MLP's input for offsets −(length−1) … length−1, shape (2·length − 1, 1)."""
+        check_positive("length", length)
+        weight = self.net[0].weight
+        d = torch.arange(1 - length, length, dtype=weight.dtype, device=weight.device)
+        if self.log_distance:
+            d = torch.sign(d) * torch.log1p(d.abs())
+        return d.unsqueeze(-1)
+
+    def vector(self, length: int) -> Tensor:
+        """Bias over offsets −(length−1) … length−1, shape (2·length − 1): one MLP pass."""
+        return self.net(self.offsets(length)).squeeze(-1)
+
+    def forward(self, length: int) -> Tensor:
+        """Bias matrix (length, length) with entry [i, j] = MLP(j − i)."""
+        return toeplitz(self.vector(length), length)
+
+
+REL_POS = ("simple", "rotary", "dynamic")
+
+
 def build_relative_bias(kind: str, zdim: int, max_len: int) -> nn.Module:
-    """Relative position bias module by name ('simple' or 'rotary')."""
+    """Relative position bias module by name (one of ``REL_POS``); ``dynamic`` ignores max_len."""
     if kind == "simple":
         return SimpleRelativePositionalBias(max_len)
     if kind == "rotary":
         return RotaryRelativePositionalBias(zdim, max_len)
-    raise ValueError(f"rel_pos={kind!r} is not valid; choose one of: simple, rotary")
+    if kind == "dynamic":
+        return DynamicRelativePositionalBias()
+    raise ValueError(f"rel_pos={kind!r} is not valid; choose one of: {', '.join(REL_POS)}")

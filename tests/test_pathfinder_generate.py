@@ -61,6 +61,11 @@ def test_settings_follow_lra_per_size():
     assert pathfinder_settings(32, contour_length=6).distractor_length == 2
     # LRA's 32 px count: 20 distractor paddles in curves of contour_length // 3
     assert [pathfinder_settings(32, contour_length=c).num_distractors for c in (6, 9, 14)] == [10, 6, 5]
+    # 64, 128, 256: snakes2_wrapper.py's count, budget / (6 / 3) in Python 2, kept for lengths 9 and 14
+    for size, budget in ((64, 22), (128, 35), (256, 30)):
+        for c in (6, 9, 14):
+            s = pathfinder_settings(size, contour_length=c)
+            assert (s.num_distractors, s.distractor_length) == (budget // 2, c // 3)
 
 
 def test_paddle_sprite_is_a_2x_lanczos_line():

@@ -141,3 +141,94 @@ def test_pathx_paper_is_full_attention_and_chunk_is_4096():
 def test_pathx_syncbatchnorm_under_ddp_on_gpus():
     cfg = compose_config(["experiment=pathx_paper", "trainer=ddp"])
     assert cfg.trainer.sync_batchnorm is True and cfg.trainer.precision == "32-true"
+
+
+# --- what the official model sees (the input each `lra-text` task builds) ---
+# fairseq/tasks/long_range_arena.py (LRATextTask.load_dataset): the binarized lines of src-bin
+# (and src1-bin for AAN), `TruncateDataset(..., max_positions)`, right-padded; a <CLS> is
+# prepended only for `--sen-rep-type cls` (the commands use `mp`). The lines were binarized
+# by fairseq-preprocess (`Binarizer.binarize(..., append_eos=True)`): every line ends in </s>.
+# The content: LRA ListOps expressions (parentheses dropped, 500 < tokens < 2000); IMDB as
+# `imdb-4000`, AAN documents at LRA's `max_length` 4000 (`lra_benchmarks/matching`), bytes.
+MAX_POSITIONS = {"listops": 2002, "text": 4002, "retrieval": 4002}  # model.py mega_lra_* defaults
+CONTENT_CAP = {"listops": None, "text": 4000, "retrieval": 4000}
+OUR_EOS = {"listops": 16, "text": 257, "retrieval": 257}  # </s>: one past the content ids
+
+
+def _byte_ids(text: str) -> list[int]:
+    return [b + 1 for b in text.encode("utf-8")]
+
+
+def _paper_batch(task: str, root, tmp_path, n: int) -> tuple[object, dict]:
+    over = [f"experiment={task}_paper", f"data.root={root}", "data.num_workers=0", f"data.batch_size={n}"]
+    if task == "listops":
+        over.append("data.source=release")
+    cfg = compose_config(over)
+    dm = instantiate(cfg.data, cache_dir=str(tmp_path / "cache"))
+    dm.setup("test")
+    return dm, next(iter(dm.test_dataloader()))
+
+
+def test_listops_paper_input_is_tokens_then_eos_within_2002(tmp_path):
+    d = tmp_path / "lra_release" / "listops-1000"
+    d.mkdir(parents=True)
+    long = "[SM " + " ".join(["3"] * 1999) + " ]"  # 2001 tokens: the cap holds them and </s>
+    longer = "[SM " + " ".join(["3"] * 2099) + " ]"  # 2101: cut at 2002, as TruncateDataset does
+    rows = ["( ( ( [MAX 2 ) 9 ) ] )\t9", f"{long}\t7", f"{longer}\t7"]
+    for split in ("train", "val", "test"):
+        (d / f"basic_{split}.tsv").write_text("Source\tTarget\n" + "\n".join(rows) + "\n")
+    dm, batch = _paper_batch("listops", tmp_path, tmp_path, 3)
+    assert (dm.seq_len, dm.vocab_size) == (MAX_POSITIONS["listops"], 17) and CONTENT_CAP["listops"] is None
+    x, m = batch["input"], batch["mask"]
+    assert x.shape == (3, 2002)
+    assert x[0][m[0]].tolist() == [12, 3, 10, 15, OUR_EOS["listops"]]  # [MAX 2 9 ] </s>, no <s>
+    assert x[1][m[1]].tolist() == [14] + [4] * 1999 + [15, OUR_EOS["listops"]]
+    assert x[2][m[2]].tolist() == [14] + [4] * 2001  # the first 2002 tokens, </s> cut off
+    assert batch["label"].tolist() == [9, 7, 7]
+
+
+def test_text_paper_input_is_4000_bytes_then_eos(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = ["ab", "é" * 2500, "x" * 3999 + "é"]  # 2, 5000 and 4001 bytes
+    for split in ("train", "test"):
+        pq.write_table(pa.table({"text": texts, "label": [1, 0, 1]}), tmp_path / f"{split}-00000-of-00001.parquet")
+    dm, batch = _paper_batch("text", tmp_path, tmp_path, 3)
+    assert (dm.seq_len, dm.vocab_size) == (MAX_POSITIONS["text"], 258)
+    x, m = batch["input"], batch["mask"]
+    assert x.shape == (3, CONTENT_CAP["text"] + 1)  # 4,001 tokens: bytes then </s>
+    eos = OUR_EOS["text"]
+    assert x[0][m[0]].tolist() == [98, 99, eos]
+    assert x[1][m[1]].tolist() == [0xC3 + 1, 0xA9 + 1] * 2000 + [eos]
+    assert x[2][m[2]].tolist() == [ord("x") + 1] * 3999 + [0xC3 + 1, eos]  # a cut mid-character, as bytes
+    assert batch["label"].tolist() == [1, 0, 1]
+
+
+def test_retrieval_paper_input_is_4000_bytes_then_eos_per_document(tmp_path):
+    d = tmp_path / "lra_release" / "tsv_data"
+    d.mkdir(parents=True)
+    rows = ["1.0\tA\tB\tdoc one\t" + "z" * 4500, "0.0\tC\tD\t" + "q" * 4000 + "\tb"]
+    for name in ("train", "eval", "test"):
+        (d / f"new_aan_pairs.{name}.tsv").write_text("\n".join(rows) + "\n")
+    dm, batch = _paper_batch("retrieval", tmp_path, tmp_path, 2)
+    assert (dm.seq_len, dm.vocab_size) == (MAX_POSITIONS["retrieval"], 258)
+    x, m = batch["input"], batch["mask"]
+    assert x.shape == (2, 2, CONTENT_CAP["retrieval"] + 1)
+    eos = OUR_EOS["retrieval"]
+    assert x[0, 0][m[0, 0]].tolist() == _byte_ids("doc one") + [eos]
+    assert x[0, 1][m[0, 1]].tolist() == [ord("z") + 1] * 4000 + [eos]
+    assert x[1, 0][m[1, 0]].tolist() == [ord("q") + 1] * 4000 + [eos]
+    assert x[1, 1][m[1, 1]].tolist() == [ord("b") + 1, eos]
+    assert batch["label"].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval"])
+def test_eos_option_speaks_to_the_user(task, tmp_path):
+    from hydra.utils import get_class
+
+    from lra_mega.data.errors import LRAConfigError
+
+    dm_cls = get_class(compose_config([f"experiment={task}_paper"]).data._target_)
+    with pytest.raises(LRAConfigError, match=r"data\.eos='sometimes' is not valid; use true"):
+        dm_cls(eos="sometimes", cache_dir=tmp_path)

@@ -2,7 +2,8 @@
 
 Token ids (``vocab_size = 16``, 0 = pad): digits ``0``..``9`` → 1..10,
 ``[MIN`` 11, ``[MAX`` 12, ``[MED`` 13, ``[SM`` 14, ``]`` 15. Parentheses of the
-official ``Source`` strings are dropped.
+official ``Source`` strings are dropped. With ``eos`` the end token ``</s>`` that
+``fairseq-preprocess`` appends to every line follows as id 16 (``vocab_size = 17``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from lra_mega.data.sequences import TokenDataset
 
 log = logging.getLogger(__name__)
 
+#: Id of the end token ``</s>`` (``data.eos``), one past the vocabulary.
+EOS = VOCAB_SIZE
 RELEASE_DIR = "listops-1000"
 RELEASE_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 
@@ -74,14 +77,16 @@ def read_listops_tsv(path: str | os.PathLike) -> tuple[list[list[int]], np.ndarr
 
 
 class ListOpsDataModule(LRADataModule):
-    """ListOps (10 classes, tokens, ``seq_len`` 2000).
+    """ListOps (10 classes, tokens).
 
     Args:
         n_train, n_val, n_test: split sizes for ``source="generate"`` (LRA: 96k/2k/2k).
             The test split is taken first, then val, then train, so small smoke sizes
             and the full sizes share the same test set for one seed.
         min_len, max_len: the generator's exclusive token-count window (500, 2000).
-        seq_len: truncation length of the batches.
+        seq_len: positions the model takes (the official ``max_positions`` 2002 in the presets);
+            longer inputs are cut.
+        eos: append the end token ``</s>`` (id 16) after the tokens, as the official data has.
         workers: generator processes (default: all CPUs); the data do not depend on it.
         **kwargs: :class:`~lra_mega.data.base.LRADataModule` arguments
             (``source`` ∈ {generate, release}, ``root`` for release).
@@ -96,9 +101,13 @@ class ListOpsDataModule(LRADataModule):
     dual = False
 
     def __init__(self, n_train: int = 96_000, n_val: int = 2_000, n_test: int = 2_000,
-                 min_len: int = 500, max_len: int = 2000, seq_len: int = 2000,
+                 min_len: int = 500, max_len: int = 2000, seq_len: int = 2000, eos: bool = False,
                  workers: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self._require_int("seq_len", seq_len, 1)
+        if not isinstance(eos, bool):
+            raise LRAConfigError(f"task 'listops': data.eos={eos!r} is not valid; use true (append the end token "
+                                 f"</s>, as the official data) or false")
         sizes = {"train": n_train, "val": n_val, "test": n_test}
         for name, n in sizes.items():
             if int(n) < 1:
@@ -108,6 +117,8 @@ class ListOpsDataModule(LRADataModule):
         self.sizes = {k: int(v) for k, v in sizes.items()}
         self.min_len, self.max_len = int(min_len), int(max_len)
         self.seq_len = int(seq_len)
+        self.eos = eos
+        self.vocab_size = VOCAB_SIZE + int(eos)
         self.workers = workers
 
     def _key(self, split: str) -> dict:
@@ -145,5 +156,5 @@ class ListOpsDataModule(LRADataModule):
             return {"tokens": tokens, "offsets": offsets, "labels": labels}, {"count": len(labels)}
 
         arrays, path = self.cached(key, build)
-        return TokenDataset(arrays, max_len=self.seq_len, path=path)
+        return TokenDataset(arrays, max_len=self.seq_len, path=path, eos=EOS if self.eos else None)
 

@@ -2,18 +2,26 @@
 
 Field names follow the original generator (drewlinsley/pathfinder ``snakes2.py``); the
 presets are the LRA settings (google-research/long-range-arena
-``lra_benchmarks/data/pathfinder.py``) for 32, 64, 128 and 256 pixels. The number of
-distractor curves is ``budget // distractor_length`` (budget 20 at 32, 22 at 64, 68 at
-128, 30 at 256), with one measured change:
+``lra_benchmarks/data/pathfinder.py``) for 32, 64, 128 and 256 pixels.
 
-- Path-X (128): 17 distractors of 4 paddles at contour length 14 (the docstring's formula
-  gives 8); 17 is what the released Path-X images hold (about 87 dashes per image).
+The number of distractor curves. LRA's docstrings write ``budget / distractor_length``
+(budget 20 at 32, 22 at 64, 35 at 128, 30 at 256) after ``distractor_length =
+contour_length / 3``, the block of the original's ``snakes2_wrapper.py``. That wrapper
+computes the count once, with the baseline's contour length 6 (distractor length 2), and
+its loop over contour lengths 9 and 14 changes only the two lengths: every difficulty gets
+``budget // 2`` distractor curves (Python 2 division), ``distractor_length`` paddles each.
+This is what the released images hold at 64 and 128 px: Path-X 17 (= 35 // 2; the
+docstring's formula at contour length 14 gives 8), Pathfinder-64 11 (= 22 // 2, not 5;
+tests/test_pathfinder_official.py compares with the released 64 px samples). 256 px
+follows the same wrapper block. At 32 px, whose docstring differs (``//``, paddle contrast
+0.75) and for which no released image is at hand here, the count stays ``20 //
+distractor_length`` (5 at contour length 14), the count ``official_generator_pf32.npz``
+was made with; by the wrapper's rule it would be 10.
 
-At 32 px the LRA count (5 at contour length 14) is asked for, but the original places
-only about 1.2 of them per image: a curve whose first paddle direction its start search
-cannot handle fails at once, and at 32 px that is 329 of the 360 directions (see
-``pathfinder_render.start_search_ok``). The generator follows that rule, so the images
-match ``official_generator_pf32.npz`` with the LRA count.
+Many distractors are never placed: a curve whose first paddle direction the original's
+start search cannot handle fails at once, at 32 px 329 of the 360 directions, at 64 px
+265 (see ``pathfinder_render.start_search_ok``); about 1.2 of 5 are placed at 32 px and
+5.3 of 11 at 64 px.
 """
 
 from __future__ import annotations
@@ -97,9 +105,10 @@ def pathfinder_settings(resolution: int = 32, contour_length: int = 14, **overri
     """LRA settings for ``resolution`` (32, 64, 128 = Path-X, 256) and difficulty ``contour_length``.
 
     ``contour_length`` 6 (curv_baseline), 9 or 14 (LRA's choice). Distractor curves are
-    ``contour_length // 3`` paddles long and their number keeps the distractor paddle
-    budget of the size (20 at 32, 22 at 64, 68 at 128, 30 at 256) as the original does.
-    ``overrides`` replace single fields (e.g. ``num_distractors=8``).
+    ``contour_length // 3`` paddles long; there are ``budget // 2`` of them at every
+    difficulty (11 at 64, 17 at 128, 15 at 256: the wrapper's count, see the module
+    docstring), and ``20 // (contour_length // 3)`` at 32. ``overrides`` replace single
+    fields (e.g. ``num_distractors=8``).
     """
     if contour_length not in DIFFICULTIES:
         raise LRAConfigError(f"pathfinder: difficulty (contour length) {contour_length!r} is not one of "
@@ -112,15 +121,15 @@ def pathfinder_settings(resolution: int = 32, contour_length: int = 14, **overri
     elif resolution == 64:
         base = PathfinderSettings(image_size=64, paddle_length=5, paddle_thickness=1.0, paddle_margins=(1,),
                                   marker_radius=2.5, seed_distance=12, padding=1, continuity=1.8,
-                                  target_contrast=0.8, distractor_contrast=0.8, num_distractors=22 // dl)
+                                  target_contrast=0.8, distractor_contrast=0.8, num_distractors=22 // 2)
     elif resolution == 128:
         base = PathfinderSettings(image_size=128, paddle_length=5, paddle_thickness=1.5, paddle_margins=(2, 3),
                                   marker_radius=3.0, seed_distance=20, padding=1, continuity=1.8,
-                                  target_contrast=0.9, distractor_contrast=0.9, num_distractors=68 // dl)
+                                  target_contrast=0.9, distractor_contrast=0.9, num_distractors=35 // 2)
     elif resolution == 256:
         base = PathfinderSettings(image_size=256, paddle_length=5, paddle_thickness=2.0, paddle_margins=(3,),
                                   marker_radius=5.0, seed_distance=27, padding=22, continuity=1.8,
-                                  target_contrast=1.0, distractor_contrast=1.0, num_distractors=30 // dl)
+                                  target_contrast=1.0, distractor_contrast=1.0, num_distractors=30 // 2)
     else:
         raise LRAConfigError(f"pathfinder: resolution {resolution!r} is not one of {list(RESOLUTIONS)}; "
                              f"set data.resolution to 32 (Pathfinder), 64, 128 (Path-X) or 256")

@@ -2,8 +2,10 @@
 
 Files ``tsv_data/new_aan_pairs.{train,eval,test}.tsv``: no header, tab-separated
 ``label, id1, id2, text1, text2``, read with quoting off (plain split on tabs).
-Labels may be written as floats (``1.0``). Both documents become UTF-8 byte tokens
-(byte ``b`` → ``b + 1``; ``vocab_size = 257``), each truncated to ``seq_len`` (4000).
+Labels may be written as floats (``1.0``). Both documents become UTF-8 byte tokens as in
+:mod:`lra_mega.data.text` (byte ``b`` → ``b + 1``; with ``eos`` the end token ``</s>`` = 257
+follows): each document is its first ``max_bytes`` bytes (4000, LRA's ``max_length``), then
+``</s>``, cut to ``seq_len`` positions (the official ``max_positions``, 4002).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from lra_mega.data.base import LRADataModule
 from lra_mega.data.cache import files_fingerprint, pack_sequences
 from lra_mega.data.errors import LRADataError
 from lra_mega.data.sequences import PairDataset
-from lra_mega.data.text import BYTE_SHIFT, BYTE_VOCAB_SIZE
+from lra_mega.data.text import BYTE_EOS, BYTE_SHIFT, BYTE_VOCAB_SIZE, check_byte_options
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,13 @@ def read_aan_tsv(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int]:
 
 
 class RetrievalDataModule(LRADataModule):
-    """AAN document matching (2 classes, two byte documents per example, ``seq_len`` 4000 each).
+    """AAN document matching (2 classes, two byte documents per example).
+
+    Args:
+        seq_len: positions the model takes per document (the official ``max_positions`` 4002).
+        max_bytes: bytes kept per document before the end token (4000); ``None``: only ``seq_len``.
+        eos: append the end token ``</s>`` (id 257) after each document's bytes.
+        **kwargs: :class:`~lra_mega.data.base.LRADataModule` arguments.
 
     ``source="release"`` (the only one): ``root`` = directory holding ``lra_release/``
     (or ``lra_release`` / ``tsv_data`` itself); default ``<cache_dir>/lra_release``.
@@ -85,9 +93,13 @@ class RetrievalDataModule(LRADataModule):
     input_kind = "tokens"
     dual = True
 
-    def __init__(self, seq_len: int = 4000, **kwargs) -> None:
+    def __init__(self, seq_len: int = 4000, max_bytes: int | None = None, eos: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        check_byte_options(self, seq_len, max_bytes, eos)
         self.seq_len = int(seq_len)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        self.eos = eos
+        self.vocab_size = BYTE_VOCAB_SIZE + int(eos)
 
     def load_split(self, split: str) -> Dataset:
         path = self.release_path(RELEASE_DIR) / RELEASE_FILES[split]
@@ -98,4 +110,5 @@ class RetrievalDataModule(LRADataModule):
             return arrays, {"count": len(arrays["labels"]), "skipped": skipped, "file": str(path)}
 
         arrays, cache_path = self.cached(key, build)
-        return PairDataset(arrays, max_len=self.seq_len, shift=BYTE_SHIFT, path=cache_path)
+        return PairDataset(arrays, max_len=self.seq_len, shift=BYTE_SHIFT, path=cache_path,
+                           eos=BYTE_EOS if self.eos else None, content_len=self.max_bytes)

@@ -50,20 +50,36 @@ class ArrayDataset(Dataset):
 class TokenDataset(ArrayDataset):
     """Variable-length token sequences stored flat.
 
-    Arrays: ``tokens`` (flat), ``offsets`` (N+1), ``labels`` (N). Item ``i`` is
-    ``tokens[offsets[i]:offsets[i+1]][:max_len] + shift`` as int64.
+    Arrays: ``tokens`` (flat), ``offsets`` (N+1), ``labels`` (N). Item ``i`` is built as the
+    official fairseq pipeline builds it: the stored tokens cut to ``content_len`` (the data's own
+    truncation; ``None``: none) and moved up by ``shift``, then the ``eos`` id appended when given
+    (what ``fairseq-preprocess`` writes after every line), then the whole cut to ``max_len`` (the
+    model's positions, fairseq's ``TruncateDataset``), as int64.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], max_len: int, shift: int = 0,
-                 path: str | Path | None = None) -> None:
+                 path: str | Path | None = None, eos: int | None = None,
+                 content_len: int | None = None) -> None:
         super().__init__(arrays, path)
         self.max_len = max_len
         self.shift = shift
+        self.eos = eos
+        self.content_len = content_len
 
     def _seq(self, flat: np.ndarray, offsets: np.ndarray, i: int) -> np.ndarray:
-        start = int(offsets[i])
-        end = min(int(offsets[i + 1]), start + self.max_len)
-        return flat[start:end].astype(np.int64) + self.shift
+        start, stop = int(offsets[i]), int(offsets[i + 1])
+        if self.content_len is not None:
+            stop = min(stop, start + self.content_len)
+        seq = flat[start:min(stop, start + self.max_len)].astype(np.int64) + self.shift
+        if self.eos is not None:
+            seq = np.append(seq, np.int64(self.eos))
+        return seq[:self.max_len]
+
+    def _lengths(self, offsets: np.ndarray) -> np.ndarray:
+        n = np.diff(offsets)
+        if self.content_len is not None:
+            n = np.minimum(n, self.content_len)
+        return np.minimum(n + (self.eos is not None), self.max_len)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         a = self.arrays
@@ -71,7 +87,7 @@ class TokenDataset(ArrayDataset):
 
     def lengths(self) -> np.ndarray:
         """Length of every item as the collate sees it (after the ``max_len`` cut)."""
-        return np.minimum(np.diff(self.arrays["offsets"]), self.max_len)
+        return self._lengths(self.arrays["offsets"])
 
 
 class PairDataset(TokenDataset):
@@ -89,7 +105,7 @@ class PairDataset(TokenDataset):
     def lengths(self) -> np.ndarray:
         """The longer of the two documents of every item (both are padded to a common length)."""
         a = self.arrays
-        return np.minimum(np.maximum(np.diff(a["offsets1"]), np.diff(a["offsets2"])), self.max_len)
+        return np.maximum(self._lengths(a["offsets1"]), self._lengths(a["offsets2"]))
 
 
 class PixelDataset(ArrayDataset):

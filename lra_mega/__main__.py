@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lra_mega import resolvers  # noqa: F401  (registers ${lra.*} before composition)
 
 PROG = "lra_mega"
-GROUPS = ("task", "experiment", "trainer", "model", "optim", "logger", "callbacks", "sweep")
+GROUPS = ("task", "experiment", "stage", "trainer", "model", "optim", "logger", "callbacks", "sweep")
 HELP = """\
 usage: python -m lra_mega task=<task> [group=choice ...] [key=value ...] [-m] [--cfg job]
 
@@ -41,11 +41,15 @@ examples:
   python -m lra_mega experiment=pathfinder_paper       the paper's Pathfinder setting
   python -m lra_mega task=text optim.lr=3e-3 seed=2    any key of `--cfg job` can be overridden
   python -m lra_mega task=listops hydra.run.dir=DIR    re-running the same command in DIR resumes
+  python -m lra_mega task=listops stage=pretrain hydra.run.dir=DIR   self-pretraining, no labels
+  python -m lra_mega task=listops init_from=DIR        fine-tune from that pretrained encoder
   python -m lra_mega -m task=listops seed=1,2,3        a sweep: outputs/multiruns/<time>/<job>/
 
 keys:
   seed=N              model init, dropout and training order (generated data is fixed by data.seed)
   resume=auto|never|PATH.ckpt   continue the run in its directory (default auto)
+  init_from=DIR|PATH.ckpt       start the encoder from a stage=pretrain run (a fresh head)
+  pretrain.objective=masked|causal, pretrain.mask_prob=P, pretrain.loss=ce|l1   (stage=pretrain)
   data.limit_examples=N         cap every split (smoke runs); data.root=DIR reads local files
   +trainer.<flag>=V   a Lightning Trainer flag the configs do not list
 
@@ -89,6 +93,10 @@ def _unknown_key(err: ConfigCompositionException) -> str | None:
     parent = getattr(cause, "parent_node", None)
     if not full_key or "not in struct" not in str(cause) and "Key '" not in str(cause):
         return None
+    if str(full_key) == "pretrain" or str(full_key).startswith("pretrain."):
+        from lra_mega.validate import PRETRAIN_ONLY
+
+        return PRETRAIN_ONLY
     if parent is None:
         return unknown_key_message(str(full_key), [])
     prefix = str(full_key).rsplit(".", 1)[0] + "." if "." in str(full_key) else ""

@@ -30,6 +30,10 @@ def load_run_config(ckpt_path: str | Path) -> dict[str, Any]:
     if CONFIG_KEY not in ckpt:
         raise ValueError(f"{ckpt_path} holds no run config ({CONFIG_KEY!r}); "
                          "only checkpoints written by `python -m lra_mega` can be re-evaluated")
+    if ckpt[CONFIG_KEY].get("stage", "classify") != "classify":
+        raise ValueError(f"{ckpt_path} is a pretraining checkpoint (stage={ckpt[CONFIG_KEY]['stage']}), not a "
+                         f"classifier: its loss and masked accuracy are in its run's results.json; evaluate the "
+                         f"run fine-tuned from it (init_from=...)")
     return {"config": ckpt[CONFIG_KEY], "global_step": ckpt.get("global_step")}
 
 

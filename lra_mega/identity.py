@@ -19,8 +19,12 @@ _WHERE_KEYS = {
     "data": ("root", "cache_dir", "num_workers", "pin_memory"),
     "trainer": ("default_root_dir",),
 }
+DEFAULT_STAGE = "classify"
+# Settings added after runs were recorded, with the value that computes what those runs computed:
+# left out of the digest at that value, so a run of today's preset groups with the earlier seeds.
+_LATER_KEYS = {"data": {"eos": False}}
 # Overrides that only say where a run lives or how it logs: left out of the wandb name.
-_NAME_SKIP = ("task", "experiment", "logger", "callbacks", "resume", "paths", "hydra", "data.root",
+_NAME_SKIP = ("task", "experiment", "stage", "logger", "callbacks", "resume", "paths", "hydra", "data.root",
               "data.cache_dir", "data.num_workers", "data.pin_memory", "data.path", "test",
               "optimized_metric", "sweep")
 # limit_val_batches is not among them: validating on a share of the val split only picks the
@@ -28,18 +32,29 @@ _NAME_SKIP = ("task", "experiment", "logger", "callbacks", "resume", "paths", "h
 _LIMIT_FLAGS = ("limit_train_batches", "limit_test_batches", "overfit_batches")
 
 
-def config_digest(config: dict[str, Any], seed: bool = True) -> str:
+def config_digest(config: dict[str, Any], seed: bool = True, init: dict[str, Any] | None = None) -> str:
     """sha256 of the resolved settings that decide the result (not paths, loggers, workers).
 
     ``seed=False`` leaves out ``seed`` and the training order it sets (``data.shuffle_seed``):
-    runs that differ only by seed share that digest.
+    runs that differ only by seed share that digest. A pretraining run adds its ``stage`` and
+    ``pretrain`` settings; a run started ``init_from`` a pretraining run adds that run's digest
+    (``init``: its stored config; without it, the path as given), so fine-tuning runs group by the
+    pretraining setting they started from, whatever its directory. Plain classification runs keep
+    the digest they had before stages existed.
     """
     kept = {k: config.get(k) for k in _DIGEST_KEYS}
     for section, keys in _WHERE_KEYS.items():
         kept[section] = {k: v for k, v in (kept[section] or {}).items() if k not in keys}
+    for section, earlier in _LATER_KEYS.items():
+        kept[section] = {k: v for k, v in kept[section].items() if not (k in earlier and v == earlier[k])}
     if not seed:
         kept.pop("seed")
         kept["data"] = {k: v for k, v in kept["data"].items() if k != "shuffle_seed"}
+    stage = config.get("stage") or DEFAULT_STAGE
+    if stage != DEFAULT_STAGE:
+        kept["stage"], kept["pretrain"] = stage, config.get("pretrain")
+    if config.get("init_from") is not None:
+        kept["init_from"] = config_digest(init, seed=seed) if init else str(config["init_from"])
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -86,6 +101,8 @@ class RunIdentity:
     overrides: list[str] = field(default_factory=list)
     limited: bool = False
     seed: int = 0
+    stage: str = DEFAULT_STAGE
+    init_from: str | None = None
 
     @property
     def preset(self) -> str:
@@ -93,19 +110,22 @@ class RunIdentity:
         return self.experiment or self.task
 
     def _tail(self, with_seed: bool) -> list[str]:
-        out = [] if self.trainer in (None, "default") else [f"trainer={self.trainer}"]
+        out = [] if self.stage == DEFAULT_STAGE else [f"stage={self.stage}"]
+        out += [] if self.trainer in (None, "default") else [f"trainer={self.trainer}"]
         for ov in self.overrides:
             key = ov.lstrip("+~").split("=", 1)[0]
             if key == "trainer" or any(key == s or key.startswith(s + ".") for s in _NAME_SKIP):
                 continue
             if key == "seed" and not with_seed:
                 continue
-            out.append(ov)
+            # a group holds the seeds of one setting: their init_from paths differ by seed
+            out.append(ov if with_seed or key != "init_from" else "init_from")
         return out
 
     @property
     def name(self) -> str:
-        """wandb run name, e.g. ``pathfinder_chunk[trainer=smoke,optim.lr=0.003]``."""
+        """wandb run name, e.g. ``pathfinder_chunk[trainer=smoke,optim.lr=0.003]``; a pretraining
+        run's starts with its stage, e.g. ``listops_lite[stage=pretrain,seed=1]``."""
         tail = self._tail(with_seed=True)
         return f"{self.preset}[{','.join(tail)}]" if tail else self.preset
 
@@ -117,8 +137,9 @@ class RunIdentity:
 
     @property
     def tags(self) -> list[str]:
-        tags = [self.task, f"preset:{self.preset}", f"trainer:{self.trainer or 'default'}"]
-        return tags + (["limited"] if self.limited else [])
+        tags = [self.task, f"preset:{self.preset}", f"trainer:{self.trainer or 'default'}",
+                f"stage:{self.stage}"]
+        return tags + (["init:pretrained"] if self.init_from else []) + (["limited"] if self.limited else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "preset": self.preset, "name": self.name, "group": self.group}
@@ -137,4 +158,6 @@ def run_identity(config: dict[str, Any]) -> RunIdentity:
         overrides=overrides,
         limited=is_limited(config, trainer),
         seed=int(config.get("seed", 0)),
+        stage=str(config.get("stage") or DEFAULT_STAGE),
+        init_from=None if config.get("init_from") is None else str(config["init_from"]),
     )

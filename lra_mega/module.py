@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lra_mega.optim import check_schedule, param_groups, warmup_linear_decay
+from lra_mega.optim import adamw_with_schedule, check_schedule
 
 
 def _logits(encoder: nn.Module, head: nn.Module, x: Tensor, mask: Tensor, dual: bool) -> Tensor:
@@ -133,18 +133,4 @@ class LRAClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (decoupled decay, as fairseq's adam), LR stepped every update (LambdaLR)."""
-        hp = self.hparams
-        groups = param_groups(self, hp.weight_decay, exempt=hp.weight_decay_exempt)
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
-        schedule = partial(
-            warmup_linear_decay,
-            warmup_steps=hp.warmup_steps,
-            total_steps=hp.total_steps,
-            init_ratio=hp.warmup_init_lr / hp.lr,
-            power=hp.warmup_power,
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
-        }
+        return adamw_with_schedule(self, self.hparams)

@@ -8,6 +8,10 @@ parameter in one group; the exemption of norms, biases, 1-d and EMA parameters i
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
+import torch
 from torch import nn
 
 
@@ -71,3 +75,24 @@ def check_schedule(lr: float, warmup_init_lr: float, warmup_power: float) -> Non
         )
     if not warmup_power > 0:
         raise ValueError(f"optim.warmup_power={warmup_power!r} must be > 0 (1: linear, 2: Path-X)")
+
+
+def adamw_with_schedule(module: nn.Module, hp: Any) -> dict[str, Any]:
+    """Lightning's ``configure_optimizers`` answer for the recipe's hyper-parameters ``hp`` (``lr``,
+    ``weight_decay``, ``weight_decay_exempt``, ``betas``, ``eps``, ``warmup_steps``, ``total_steps``,
+    ``warmup_init_lr``, ``warmup_power``): AdamW (decoupled decay, as fairseq's adam), the LR
+    stepped every update (LambdaLR over :func:`warmup_linear_decay`)."""
+    groups = param_groups(module, hp.weight_decay, exempt=hp.weight_decay_exempt)
+    optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
+    schedule = partial(
+        warmup_linear_decay,
+        warmup_steps=hp.warmup_steps,
+        total_steps=hp.total_steps,
+        init_ratio=hp.warmup_init_lr / hp.lr,
+        power=hp.warmup_power,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
+    }

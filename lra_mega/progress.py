@@ -107,7 +107,7 @@ class LogProgress(L.Callback):
         per_step = (now - started) / max(1, step - first)
         metrics = trainer.callback_metrics
         loss = _metric(metrics, "train/loss_step", "train/loss")
-        acc = _metric(metrics, "train/acc_step", "train/acc")
+        acc = _metric(metrics, "train/acc_step", "train/acc", "train/masked_acc_step", "train/masked_acc")
         log.info(
             "step %d/%d (%.1f%%) | loss %s | acc %s | %.1f samples/s | %.2f s/step | elapsed %s | left %s",
             step, total, 100.0 * step / max(1, total), "?" if loss is None else f"{loss:.4f}",
@@ -121,7 +121,8 @@ class LogProgress(L.Callback):
         if trainer.sanity_checking or not self.active or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
-        parts = [f"{key} {float(metrics[key]):.4f}" for key in ("val/loss", "val/acc", "val/acc_best")
+        parts = [f"{key} {float(metrics[key]):.4f}" for key in ("val/loss", "val/acc", "val/acc_best",
+                                                                  "val/masked_acc", "val/loss_best")
                  if key in metrics]
         log.info("validation at step %d: %s", trainer.global_step, " | ".join(parts) or "no metrics")
 

@@ -232,20 +232,25 @@ def runs_table(results: list[dict[str, Any]]) -> list[str]:
     ]
     for r in results:
         chance = {True: "yes", False: "no"}.get(r.get("at_chance"), "–")
+        test, val = _pct(r.get("test_acc")), _pct(r.get("best_val_acc"))
+        if r.get("stage", "classify") != "classify":  # pretraining: masked accuracy and loss
+            test = f"{_pct(r.get('test_masked_acc'))} (masked)"
+            val = "–" if r.get("best_val_loss") is None else f"loss {r['best_val_loss']:.4f}"
         lines.append(_row([
             r["task"], r["_name"], r.get("experiment") or "–", r.get("trainer") or "–",
             _code(shown_overrides(r)), "yes" if r.get("limited") else "no",
-            "–" if r.get("seed") is None else r["seed"], _pct(r.get("test_acc")),
-            _pct(r.get("best_val_acc")), chance, r.get("steps", "–"),
+            "–" if r.get("seed") is None else r["seed"], test, val, chance, r.get("steps", "–"),
             _duration(r.get("wall_time_s")),
         ]))
     return lines
 
 
 def markdown_table(results: list[dict[str, Any]], include_limited: bool = False) -> str:
-    """The comparison with the paper (settings × seeds) and the list of every run."""
-    compared = [r for r in results if include_limited or not r.get("limited")]
-    left_out = len(results) - len(compared)
+    """The comparison with the paper (settings × seeds) and the list of every run; pretraining
+    runs (``stage=pretrain``: no accuracy on the task) are in the list only."""
+    classifiers = [r for r in results if r.get("stage", "classify") == "classify"]
+    compared = [r for r in classifiers if include_limited or not r.get("limited")]
+    left_out = len(classifiers) - len(compared)
     out = [
         "## Against the paper",
         "",
@@ -263,5 +268,8 @@ def markdown_table(results: list[dict[str, Any]], include_limited: bool = False)
     if left_out:
         out += ["", f"{left_out} smoke or size-limited run(s) left out of this comparison "
                     "(`--include-limited` adds them)."]
+    if len(classifiers) < len(results):
+        out += ["", f"{len(results) - len(classifiers)} pretraining run(s) (stage=pretrain) are listed under "
+                    "Runs only: their numbers are a loss, not the task's accuracy."]
     out += ["", "## Runs", ""] + runs_table(results)
     return "\n".join(out) + "\n"

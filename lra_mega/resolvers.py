@@ -63,11 +63,21 @@ def batches(updates: int, accumulate: int) -> int:
     return int(updates) * int(accumulate)
 
 
+def paper_mask_prob(task: str) -> float:
+    """The share of positions self-pretraining hides on ``task`` in Amos et al. (2024)."""
+    from lra_mega.masking import PAPER_MASK_PROB
+
+    if task not in PAPER_MASK_PROB:
+        raise ValueError(f"no paper value of pretrain.mask_prob for task {task!r}; set pretrain.mask_prob")
+    return PAPER_MASK_PROB[task]
+
+
 def register() -> None:
     """Register the ``lra.*`` resolvers (idempotent)."""
     OmegaConf.register_new_resolver("lra.precision", auto_precision, replace=True)
     OmegaConf.register_new_resolver("lra.sync_batchnorm", sync_batchnorm, replace=True)
     OmegaConf.register_new_resolver("lra.batches", batches, replace=True)
+    OmegaConf.register_new_resolver("lra.paper_mask_prob", paper_mask_prob, replace=True)
 
 
 register()

@@ -47,6 +47,9 @@ MAY_CHANGE = (
 )
 
 
+# Keys added after runs were stored, with the value a config that lacks them had in effect.
+ADDED_LATER = {"stage": "classify", "init_from": None}
+
 RESUME_FIX = ("delete it and resume from another checkpoint (resume=<path>.ckpt), or start over with "
               "resume=never")
 
@@ -82,14 +85,15 @@ def _may_change(key: str) -> bool:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, stored, new)`` for every setting that defines the run and differs."""
+    """``(key, stored, new)`` for every setting that defines the run and differs. A key added to
+    the configs later counts as its default in a config stored before (:data:`ADDED_LATER`)."""
     a, b = flatten(old), flatten(new)
     missing = object()
     diffs = []
     for key in sorted(set(a) | set(b)):
         if _may_change(key):
             continue
-        va, vb = a.get(key, missing), b.get(key, missing)
+        va, vb = a.get(key, ADDED_LATER.get(key, missing)), b.get(key, ADDED_LATER.get(key, missing))
         if va != vb:
             diffs.append((key, "(unset)" if va is missing else va, "(unset)" if vb is missing else vb))
     return diffs

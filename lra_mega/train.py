@@ -30,7 +30,9 @@ import lra_mega
 from lra_mega import resolvers  # noqa: F401  (registers ${lra.*} for the configs)
 from lra_mega.callbacks import SaveRunConfig
 from lra_mega.identity import RunIdentity, config_digest, hydra_overrides, run_identity
+from lra_mega.init_from import PRETRAIN_STAGE, Pretrained, find_pretrained, load_encoder
 from lra_mega.module import LRAClassifier
+from lra_mega.pretrain import SelfPretrainer
 from lra_mega.resume import RESULTS_FILE, RunState, plan_resume
 from lra_mega.validate import check_config, check_run_settings, trainer_error_message
 
@@ -43,14 +45,27 @@ CURVES_FILE = "curves.png"
 __all__ = ["train", "build_model", "config_digest", "check_run_settings", "RESULTS_FILE"]
 
 
-def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LRAClassifier:
-    """Model sized from the datamodule's contract attributes (docs/INTERFACES.md)."""
+def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The run's LightningModule, sized from the datamodule's contract attributes
+    (docs/INTERFACES.md): the classifier, or for ``stage=pretrain`` the self-pretrainer of the same
+    encoder."""
     encoder = OmegaConf.to_container(cfg.model, resolve=True)
     encoder.update(
         vocab_size=datamodule.vocab_size,
         input_kind=datamodule.input_kind,
         max_len=datamodule.seq_len,
     )
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    if cfg.get("stage") == PRETRAIN_STAGE:
+        return SelfPretrainer(
+            encoder=encoder,
+            dual=datamodule.dual,
+            pixel_mean=datamodule.pixel_mean,
+            pixel_std=datamodule.pixel_std,
+            compile=cfg.get("compile", False),
+            **OmegaConf.to_container(cfg.pretrain, resolve=True),
+            **optim,
+        )
     head = OmegaConf.to_container(cfg.head, resolve=True)
     head.update(dim=cfg.model.dim, num_classes=datamodule.num_classes)
     return LRAClassifier(
@@ -59,7 +74,7 @@ def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LRAClassi
         num_classes=datamodule.num_classes,
         dual=datamodule.dual,
         compile=cfg.get("compile", False),
-        **OmegaConf.to_container(cfg.optim, resolve=True),
+        **optim,
     )
 
 
@@ -172,6 +187,40 @@ def _at_chance(trainer: L.Trainer) -> bool | None:
     return None
 
 
+def _scores(stage: str, fit: dict[str, float], test: dict[str, float], best: float | None) -> dict[str, Any]:
+    """The run's numbers in ``results.json``: accuracy of a classifier; loss and masked accuracy
+    (the share of hidden or next positions predicted exactly) of a pretraining run."""
+    if stage == PRETRAIN_STAGE:
+        return {"val_loss": fit.get("val/loss"),
+                "best_val_loss": best if best is not None else fit.get("val/loss"),
+                "val_masked_acc": fit.get("val/masked_acc"), "test_loss": test.get("test/loss"),
+                "test_masked_acc": test.get("test/masked_acc"), "train_loss": fit.get("train/loss_epoch")}
+    return {"val_acc": fit.get("val/acc"), "best_val_acc": best if best is not None else fit.get("val/acc"),
+            "test_acc": test.get("test/acc"), "test_loss": test.get("test/loss"),
+            "train_loss": fit.get("train/loss_epoch")}
+
+
+def start_from(cfg: DictConfig, model: L.LightningModule, resumed: bool) -> Pretrained | None:
+    """``init_from``: read the pretraining checkpoint and, on a fresh start, load its encoder into
+    ``model`` (a resumed run has its own weights; there an unreadable ``init_from`` is only noted)."""
+    spec = cfg.get("init_from")
+    if spec is None:
+        return None
+    if not resumed:
+        pretrained = find_pretrained(str(spec), str(cfg.task_name))
+        load_encoder(model, pretrained, str(spec))
+        log.info("Encoder initialised from %s (a fresh head)", pretrained.path)
+        pretrained.checkpoint = {}  # the weights are in the model now; the config names the run
+        return pretrained
+    try:
+        pretrained = find_pretrained(str(spec), str(cfg.task_name))
+        pretrained.checkpoint = {}
+        return pretrained
+    except ValueError as err:
+        log.warning("resumed run: its init_from cannot be read any more (%s); results.json names it as given", err)
+        return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test the best checkpoint, write ``results.json``; returns the results dict."""
     started = time.time()
@@ -194,10 +243,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model = _unwrapped(build_model, cfg, datamodule)
     except ValueError as err:  # the model layer names its argument: say which section it is in
         key = str(err).split("=", 1)[0]
-        section = next((s for s in ("model", "head", "optim") if key.isidentifier() and key in cfg[s]), None)
+        section = next((s for s in ("model", "head", "optim", "pretrain")
+                        if key.isidentifier() and key in (cfg.get(s) or {})), None)
         if section is None:
             raise
         raise ValueError(f"{section}.{err}") from None
+    pretrained = start_from(cfg, model, resumed=plan.ckpt_path is not None)
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c is not None]
     run_state = RunState(cfg.optim.warmup_steps, started=started)
     loggers = instantiate_loggers(cfg, output_dir, identity, fresh=cfg.resume == "never")
@@ -229,25 +280,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_state.time_before = time_before
 
     best_score = checkpoint.best_model_score if checkpoint is not None else None
+    best_score = float(best_score) if best_score is not None else None
     wandb_ids = [lg.version for lg in loggers if isinstance(lg, WandbLogger)]
+    init_config = pretrained.config if pretrained is not None else None
     results = {
         "task": cfg.task_name,
+        "stage": identity.stage,
         "experiment": identity.experiment,
         "trainer": identity.trainer,
         "overrides": identity.overrides,
         "limited": identity.limited,
         "seed": identity.seed,
-        "config_digest": config_digest(config),
-        "seed_free_digest": config_digest(config, seed=False),
-        "val_acc": fit_metrics.get("val/acc"),
-        "best_val_acc": float(best_score) if best_score is not None else fit_metrics.get("val/acc"),
-        "test_acc": test_metrics.get("test/acc"),
-        "test_loss": test_metrics.get("test/loss"),
-        "train_loss": fit_metrics.get("train/loss_epoch"),
+        "config_digest": config_digest(config, init=init_config),
+        "seed_free_digest": config_digest(config, seed=False, init=init_config),
+        **_scores(identity.stage, fit_metrics, test_metrics, best_score),
         "at_chance": at_chance,
         "steps": trainer.global_step,
         "wall_time_s": round(run_state.wall_time(), 2),
         "best_checkpoint": best_path or None,
+        "init_from": str(pretrained.path.resolve()) if pretrained is not None else cfg.get("init_from"),
         "wandb_run_id": wandb_ids[0] if wandb_ids else None,
         "run_dir": str(output_dir),
         "machine": machine(),
@@ -261,5 +312,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if isinstance(lg, WandbLogger):
                 lg.experiment.summary.update({f"results/{k}": v for k, v in results.items()})
                 lg.experiment.finish()  # several runs may share a process (multirun, tests)
-    log.info("Results: %s", {k: results[k] for k in ("task", "best_val_acc", "test_acc")})
+    pretraining = identity.stage == PRETRAIN_STAGE
+    shown = ("best_val_loss", "test_masked_acc") if pretraining else ("best_val_acc", "test_acc")
+    log.info("Results: %s", {k: results[k] for k in ("task", "stage", *shown)})
     return results

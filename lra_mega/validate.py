@@ -16,9 +16,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 # Top-level keys the harness reads (config.yaml); anything else added with `+key` is a typo.
 TOP_LEVEL = ("task_name", "seed", "resume", "test", "compile", "optimized_metric", "data", "model", "head",
-             "optim", "trainer", "callbacks", "logger", "paths", "hydra", "run_name")
-# results.json values a sweeper can optimise (``optimized_metric``); train.py writes them
-METRICS = ("best_val_acc", "val_acc", "test_acc", "test_loss", "train_loss")
+             "optim", "trainer", "callbacks", "logger", "paths", "hydra", "run_name", "stage", "pretrain",
+             "init_from")
+# results.json values a sweeper can optimise (``optimized_metric``); train.py writes them (the
+# last four for stage=pretrain runs, whose loss a sweeper minimises)
+METRICS = ("best_val_acc", "val_acc", "test_acc", "test_loss", "train_loss", "best_val_loss", "val_loss",
+           "val_masked_acc", "test_masked_acc")
+PRETRAIN_ONLY = "pretrain.* settings are read by pretraining runs only: add stage=pretrain"
 SPLITS = ("train", "val", "test")
 
 
@@ -85,6 +89,12 @@ def _section_params(cfg: DictConfig, section: str) -> tuple[set[str], bool] | No
 
         names, open_ = _init_params_of(LRAClassifier)
         return names - {"encoder", "head", "num_classes", "dual"}, open_
+    if section == "pretrain":
+        from lra_mega.module import LRAClassifier
+        from lra_mega.pretrain import SelfPretrainer
+
+        names, open_ = _init_params_of(SelfPretrainer)
+        return names - _init_params_of(LRAClassifier)[0] - {"encoder", "pixel_mean", "pixel_std"}, open_
     node = cfg.get(section)
     if isinstance(node, DictConfig) and "_target_" in node:
         names, open_ = _init_params(str(node._target_))
@@ -110,6 +120,8 @@ def check_added_keys(cfg: DictConfig, overrides: Iterable[str]) -> None:
             continue
         parts = key.split(".")
         top = parts[0]
+        if top == "pretrain" and cfg.get("stage") != "pretrain":
+            raise ValueError(f"+{key}: {PRETRAIN_ONLY}")
         if top not in TOP_LEVEL:
             raise ValueError(unknown_key_message(
                 key, [k for k in flat_keys(cfg) if k.split(".")[0] in TOP_LEVEL],
@@ -118,7 +130,7 @@ def check_added_keys(cfg: DictConfig, overrides: Iterable[str]) -> None:
             value = OmegaConf.select(cfg, key)
             if value is not None and not (isinstance(value, DictConfig) and "_target_" in value):
                 raise ValueError(f"+{key} must be a mapping with a _target_ (a class to build), got {value!r}")
-        if len(parts) == 2 and top in ("trainer", "optim", "data", "model", "head"):
+        if len(parts) == 2 and top in ("trainer", "optim", "data", "model", "head", "pretrain"):
             spec = _section_params(cfg, top)
             if spec is not None and not spec[1] and parts[1] not in spec[0]:
                 raise ValueError(unknown_key_message(
@@ -176,8 +188,14 @@ def check_run_settings(cfg: DictConfig) -> None:
     near = difflib.get_close_matches(str(metric), METRICS, n=1)
     _require(metric is None or metric in METRICS, "optimized_metric", metric,
              f"one of {', '.join(METRICS)}{f' (did you mean {near[0]}?)' if near else ''}")
-    _require(metric not in ("test_acc", "test_loss") or test, "optimized_metric", metric,
+    _require(metric not in ("test_acc", "test_loss", "test_masked_acc") or test, "optimized_metric", metric,
              "a validation metric when test=false (best_val_acc), or set test=true")
+    init = cfg.get("init_from")
+    _require(init is None or isinstance(init, str) and init.strip() != "", "init_from", init,
+             "null or the directory of a stage=pretrain run (or one of its .ckpt files)")
+    if init is not None and cfg.get("stage") == "pretrain":
+        raise ValueError(f"init_from={init} starts a classification run from a pretrained encoder, but this is a "
+                         f"pretraining run (stage=pretrain); drop init_from, or drop stage=pretrain to fine-tune")
 
 
 def normalize_limits(cfg: DictConfig) -> None:

@@ -73,7 +73,7 @@ def test_bad_run_numbers_name_the_key(override, needle):
 
 
 @pytest.mark.parametrize("override, nearest", [("seeed=3", "seed"), ("lr=1e-3", "optim.lr"),
-                                               ("stage=x", None), ("optim.lrr=1", "optim.lr")])
+                                               ("phase=x", None), ("optim.lrr=1", "optim.lr")])
 def test_unknown_top_level_key_names_the_nearest(run_cli, override, nearest):
     """Hydra's null hydra.sweeper.params once crashed the helper that lists the valid keys."""
     key = override.split("=")[0]
@@ -116,3 +116,10 @@ def test_bad_top_level_values_name_the_key(overrides, needle):
     with pytest.raises(ValueError) as err:
         check_run_settings(cfg)
     assert needle in str(err.value) and "must be" in str(err.value)
+
+
+def test_unknown_stage_and_pretrain_keys_on_a_classification_run(run_cli):
+    line = _one_line_error(run_cli("task=listops", "stage=x"))
+    assert "unknown stage 'x'" in line and "classify, pretrain" in line
+    line = _one_line_error(run_cli("task=listops", "pretrain.mask_prob=0.2"))
+    assert "add stage=pretrain" in line

@@ -142,3 +142,49 @@ def test_optuna_sweep_config():
     params = cfg.hydra.sweeper.params
     assert set(params) == {"optim.lr", "optim.weight_decay", "model.dropout"}
     assert cfg.hydra.sweeper.direction == "maximize"
+
+
+# Amos, Berant and Gupta (2024): the share of positions masked in self-pretraining, per task
+SPT_MASK_PROB = {"listops": 0.10, "text": 0.15, "retrieval": 0.15, "image": 0.50, "pathfinder": 0.50,
+                 "pathx": 0.50}
+
+
+@pytest.mark.parametrize("task", PAPER)
+def test_pretrain_stage_takes_the_paper_mask_share_and_the_task_model(task):
+    cfg = compose_config([f"task={task}", "stage=pretrain"])
+    plain = compose_config([f"task={task}"])
+    assert cfg.stage == "pretrain" and plain.stage == "classify" and plain.init_from is None
+    assert cfg.pretrain.objective == "masked" and cfg.pretrain.mask_prob == SPT_MASK_PROB[task]
+    assert cfg.pretrain.loss is None and cfg.model == plain.model and cfg.data == plain.data
+    assert cfg.callbacks.model_checkpoint.monitor == "val/loss" and cfg.callbacks.model_checkpoint.mode == "min"
+    assert cfg.callbacks.chance_level is None and cfg.optimized_metric == "best_val_loss"
+    assert "pretrain" not in plain
+
+
+@pytest.mark.parametrize("task", ["listops", "pathfinder"])
+def test_lite_spt_pair_shares_the_lite_budget(task):
+    """Pretraining + fine-tuning steps = the _lite run's steps, with its model, data and recipe; the
+    fine-tuning run finds the pretraining run of its seed by path."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    def resolved(preset):
+        return OmegaConf.to_container(compose_config([f"experiment={preset}", "seed=3"]), resolve=True)
+
+    lite, pre, ft = resolved(f"{task}_lite"), resolved(f"{task}_lite_spt_pretrain"), resolved(f"{task}_lite_spt")
+    assert (pre["stage"], ft["stage"]) == ("pretrain", "classify")
+    assert pre["trainer"]["max_steps"] + ft["trainer"]["max_steps"] == lite["trainer"]["max_steps"]
+    for run in (pre, ft):
+        assert run["model"] == lite["model"] and run["data"] == lite["data"]
+        assert run["compile"] == lite["compile"]
+        assert run["trainer"]["max_steps"] % run["trainer"]["val_check_interval"] == 0
+        assert run["optim"]["total_steps"] == run["trainer"]["max_steps"]
+        assert {**run["optim"], "total_steps": 0} == {**lite["optim"], "total_steps": 0}
+    assert ft["head"] == lite["head"] and pre["pretrain"]["mask_prob"] == SPT_MASK_PROB[task]
+    GlobalHydra.instance().clear()
+    with initialize_config_module("lra_mega.configs", version_base="1.3"):
+        full = compose("config", overrides=[f"experiment={task}_lite_spt_pretrain", "seed=3"],
+                       return_hydra_config=True)
+    run_dir = OmegaConf.select(full, "hydra.run.dir")
+    assert run_dir == ft["init_from"] and run_dir.endswith(f"outputs/{task}/lite_spt_pretrain/seed3")

@@ -142,3 +142,19 @@ def test_script_writes_table_and_plot(tmp_path, run_cli):
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     bad = run_cli(str(tmp_path / "missing"), script="results_table.py")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "not a directory" in bad.stderr
+
+
+def test_pretraining_runs_are_listed_but_not_compared(tmp_path):
+    _run(tmp_path, "ft1", seed=1, test_acc=0.40, experiment="listops_lite_spt")
+    pre = _run(tmp_path, "pre1", seed=1, experiment="listops_lite_spt_pretrain", digest="P")
+    result = json.loads((pre / "results.json").read_text())
+    for key in ("test_acc", "best_val_acc"):
+        result.pop(key)
+    result.update(stage="pretrain", best_val_loss=1.23456, test_masked_acc=0.25)
+    (pre / "results.json").write_text(json.dumps(result))
+    table = markdown_table(collect(tmp_path))
+    (compared,) = _rows(table, "Against the paper")
+    assert compared[1] == "listops_lite_spt" and compared[7] == "40.00"
+    assert "1 pretraining run(s)" in table
+    runs = {r[1]: r for r in _rows(table, "Runs")}
+    assert runs["pre1"][7] == "25.00 (masked)" and runs["pre1"][8] == "loss 1.2346"

@@ -4,6 +4,7 @@ writes under one directory."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 from harness import compose_config
@@ -11,6 +12,8 @@ from omegaconf import OmegaConf
 
 from lra_mega.identity import config_digest, run_identity
 from lra_mega.validate import check_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _identity(overrides):
@@ -25,7 +28,7 @@ def test_preset_trainer_and_overrides_name_the_run():
                                                                           "smoke", True)
     assert ident.name == "pathfinder_chunk[trainer=smoke,seed=3,optim.lr=0.003]"
     assert ident.group == "pathfinder_chunk[trainer=smoke,optim.lr=0.003]"  # seeds share a group
-    assert ident.tags == ["pathfinder", "preset:pathfinder_chunk", "trainer:smoke", "limited"]
+    assert ident.tags == ["pathfinder", "preset:pathfinder_chunk", "trainer:smoke", "stage:classify", "limited"]
     paper, _ = _identity(["experiment=pathfinder_paper"])
     assert paper.name == "pathfinder_paper" and not paper.limited and paper.trainer == "default"
 
@@ -43,6 +46,23 @@ def test_seed_free_digest_groups_seeds():
     assert config_digest(a, seed=False) == config_digest(b, seed=False)
 
 
+def test_settings_added_later_keep_the_digest_at_their_earlier_value():
+    """data.eos came after runs were recorded: at false (what those runs computed) it is left out."""
+    cfg = OmegaConf.to_container(compose_config(["experiment=listops_lite", "seed=1"]), resolve=True)
+    assert cfg["data"]["eos"] is False
+    before = {**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "eos"}}
+    assert config_digest(cfg) == config_digest(before)
+    assert config_digest({**cfg, "data": {**cfg["data"], "eos": True}}) != config_digest(cfg)
+
+
+def test_lite_presets_still_compute_their_committed_runs():
+    """A preset whose committed results (docs/results/) no longer match it must be re-run, not kept."""
+    for path in sorted(REPO.glob("docs/results/*_lite/seed*/results.json")):
+        record = json.loads(path.read_text())
+        cfg = OmegaConf.to_container(compose_config(record["overrides"]), resolve=True)
+        assert config_digest(cfg) == record["config_digest"], path
+
+
 def test_wandb_run_carries_preset_trainer_and_overrides(tmp_path, offline_env):
     from lra_mega.train import instantiate_loggers
 
@@ -52,7 +72,7 @@ def test_wandb_run_carries_preset_trainer_and_overrides(tmp_path, offline_env):
     init = wandb._wandb_init
     assert init["name"] == "listops_chunk[trainer=smoke,seed=3]"
     assert init["group"] == "listops_chunk[trainer=smoke]"
-    assert init["tags"] == ["listops", "preset:listops_chunk", "trainer:smoke", "limited"]
+    assert init["tags"] == ["listops", "preset:listops_chunk", "trainer:smoke", "stage:classify", "limited"]
     assert ident.to_dict()["overrides"] == ["experiment=listops_chunk", "trainer=smoke", "seed=3"]
     named = compose_config(["task=listops", "logger.wandb.name=mine"], output_dir=tmp_path)
     assert instantiate_loggers(named, tmp_path, ident, fresh=True)[0]._wandb_init["name"] == "mine"
@@ -72,3 +92,41 @@ def test_multitask_sweep_writes_under_one_directory(run_cli, tmp_path):
         assert r["trainer"] == "smoke" and r["limited"] is True
         stored = yaml.safe_load((sweep / job / ".hydra" / "config.yaml").read_text())
         assert stored["task_name"] == r["task"]
+
+
+def test_stage_names_the_run_and_its_digest():
+    """A pretraining run says so in its name, group and tags, whether the stage comes from the command
+    line or from a preset; plain classification runs keep the names and digests they had."""
+    ident, cfg = _identity(["task=listops", "stage=pretrain", "seed=2"])
+    assert ident.stage == "pretrain" and cfg.pretrain.mask_prob == 0.1
+    assert ident.name == "listops[stage=pretrain,seed=2]" and ident.group == "listops[stage=pretrain]"
+    assert ident.tags == ["listops", "preset:listops", "trainer:default", "stage:pretrain"]
+    preset, _ = _identity(["experiment=pathfinder_lite_spt_pretrain", "seed=1"])
+    assert preset.name == "pathfinder_lite_spt_pretrain[stage=pretrain,trainer=cpu,seed=1]"
+    finetune, _ = _identity(["experiment=listops_lite_spt", "seed=1"])
+    assert finetune.stage == "classify" and "init:pretrained" in finetune.tags
+    # a digest written before stages existed (no stage, no init_from keys) is unchanged
+    plain = OmegaConf.to_container(compose_config(["task=listops", "seed=1"]), resolve=True)
+    old = {k: v for k, v in plain.items() if k not in ("stage", "init_from")}
+    assert config_digest(plain) == config_digest(old)
+    pre = OmegaConf.to_container(compose_config(["task=listops", "seed=1", "stage=pretrain"]), resolve=True)
+    assert config_digest(pre) != config_digest(plain)
+
+
+def test_finetuning_digest_groups_by_the_pretraining_setting_not_its_path():
+    """Seeds of one SPT setting start from different directories (one per seed): without the seed
+    their digests agree, because the digest holds the pretraining run's setting, not its path."""
+    pre = {s: OmegaConf.to_container(compose_config(["experiment=listops_lite_spt_pretrain", f"seed={s}"]),
+                                     resolve=True) for s in (1, 2)}
+    ft = {s: OmegaConf.to_container(compose_config(["experiment=listops_lite_spt", f"seed={s}"]), resolve=True)
+          for s in (1, 2)}
+    assert ft[1]["init_from"] != ft[2]["init_from"]
+    assert config_digest(ft[1], seed=False, init=pre[1]) == config_digest(ft[2], seed=False, init=pre[2])
+    assert config_digest(ft[1], init=pre[1]) != config_digest(ft[2], init=pre[2])
+    other = OmegaConf.to_container(compose_config(["experiment=listops_lite_spt_pretrain", "seed=1",
+                                                   "pretrain.mask_prob=0.3"]), resolve=True)
+    assert config_digest(ft[1], seed=False, init=other) != config_digest(ft[1], seed=False, init=pre[1])
+    scratch = OmegaConf.to_container(compose_config(["experiment=listops_lite", "seed=1",
+                                                     "trainer.max_steps=1000", "trainer.val_check_interval=500"]),
+                                     resolve=True)
+    assert config_digest(scratch, seed=False) != config_digest(ft[1], seed=False, init=pre[1])

@@ -119,11 +119,22 @@ class MegaEncoder(nn.Module):
         )
         self.final_norm = SequenceNorm(norm, dim) if prenorm else None
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x (B, L) int64 tokens or float pixels; mask (B, L) bool → features (B, L, dim)."""
+    def forward(self, x: Tensor, mask: Tensor | None = None, masked: Tensor | None = None,
+                mask_embedding: Tensor | None = None) -> Tensor:
+        """x (B, L) int64 tokens or float pixels; mask (B, L) bool, True = real → features (B, L, dim).
+
+        ``masked`` (B, L) bool with ``mask_embedding`` (dim,): the input embedding of the masked
+        positions is replaced by ``mask_embedding`` (the [MASK] input of masked pretraining), so
+        nothing of their value reaches the blocks.
+        """
         if mask is not None and mask.all():
             mask = None  # nothing padded: take the cheaper unmasked paths
-        h = self.embed_dropout(self.embed(x))
+        h = self.embed(x)
+        if masked is not None:
+            if mask_embedding is None or mask_embedding.shape != (self.dim,):
+                raise ValueError(f"masked positions need a mask_embedding of shape ({self.dim},)")
+            h = torch.where(masked.unsqueeze(-1), mask_embedding.to(h.dtype), h)
+        h = self.embed_dropout(h)
         if mask is not None:
             h = h * mask.unsqueeze(-1).to(h.dtype)
         for layer in self.layers:

@@ -5,6 +5,7 @@ name."""
 from __future__ import annotations
 
 import errno
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from harness import compose_config, error_lines
+from omegaconf import OmegaConf
 
 from lra_mega.data import cache, shards
 from lra_mega.data.errors import LRADataError
@@ -165,6 +167,27 @@ def test_shard_write_on_a_full_disk_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(LRADataError, match="cannot write the data shard .*shard_00000.npz: no space left"):
         shards.write_shard(shards.shard_path(tmp_path, 0), {"x": np.arange(4)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_consolidation_without_the_space_keeps_the_shards(tmp_path, monkeypatch, capsys):
+    """Writing a memory map past the free space is a SIGBUS: generation checks first, says so in
+    one line and keeps its shards, so the same command continues once space is freed."""
+    from lra_mega.__main__ import os_error_message
+    from lra_mega.data import pathfinder
+    from lra_mega.data.pathfinder_generate import pathfinder_settings
+
+    out = tmp_path / "cache" / "train"
+    monkeypatch.setattr(pathfinder.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OSError) as info:
+        pathfinder.generate_split(out, pathfinder_settings(32), 256, 0, shard_size=256, workers=1, progress=False)
+    assert info.value.errno == errno.ENOSPC and not out.exists()
+    assert list((tmp_path / "cache" / "train.shards").glob("shard_*.npz")), "the shards must be kept"
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path / "run")}, "data": {"cache_dir": str(tmp_path)}})
+    line = os_error_message(info.value, cfg)
+    assert "no space left on the device" in line and "train.shards/pixels.npy" in line and "re-run" in line
+    monkeypatch.undo()
+    arrays = pathfinder.generate_split(out, pathfinder_settings(32), 256, 0, shard_size=256, workers=1, progress=False)
+    assert arrays["pixels"].shape == (256, 1024)
 
 
 def _in_small_file_limit(code: str, limit: int) -> subprocess.CompletedProcess:

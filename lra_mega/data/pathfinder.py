@@ -10,6 +10,7 @@ pool and cached; release splits are a fixed-seed 80/10/10 shuffle of all images.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -68,6 +69,11 @@ def generate_split(out_dir: str | os.PathLike, settings: PathfinderSettings, n: 
                        description=f"pathfinder{settings.image_size}: {n} images", unit="images",
                        on_shard_done=on_shard_done)
     side = settings.image_size
+    need = 2 * n * side * side  # the consolidation array, then the cache file written from it
+    free = shutil.disk_usage(shard_dir).free
+    if free < need:  # a memory-mapped write past the free space ends in SIGBUS, not an error
+        raise OSError(errno.ENOSPC, f"consolidating {n} images needs {need / 1e9:.2f} GB",
+                      str(shard_dir / "pixels.npy"))
     # consolidate through a file-backed array so Path-X (GBs) never sits in memory twice
     pixels = np.lib.format.open_memmap(shard_dir / "pixels.npy", mode="w+", dtype=np.uint8, shape=(n, side * side))
     labels = np.zeros(n, np.int64)

@@ -93,12 +93,17 @@ EXPORTED = ("results.json", "curves.png", "csv/version_*/metrics.csv", ".hydra/o
 
 def export_runs(results: list[dict[str, Any]], dest: str | Path) -> list[Path]:
     """Copy what matters of each run (results.json, curves.png, the csv logs, the overrides) to
-    ``dest/<preset or task>/seed<N>/``; returns the run directories written."""
+    ``dest/<preset or task>[+<overrides>]/seed<N>/`` (the overrides that change what it computes,
+    so a variant never lands on its preset's runs); returns the run directories written."""
     import shutil
 
     written = []
     for r in results:
-        target = Path(dest) / str(r.get("experiment") or r["task"]) / f"seed{r.get('seed')}"
+        name = str(r.get("experiment") or r["task"])
+        changed = shown_overrides(r)
+        if changed:
+            name += "+" + changed.replace(" ", ",").replace("/", "_")
+        target = Path(dest) / name / f"seed{r.get('seed')}"
         if target.resolve() == Path(r["_dir"]).resolve():
             continue
         for pattern in EXPORTED:

@@ -158,3 +158,19 @@ def test_pretraining_runs_are_listed_but_not_compared(tmp_path):
     assert "1 pretraining run(s)" in table
     runs = {r[1]: r for r in _rows(table, "Runs")}
     assert runs["pre1"][7] == "25.00 (masked)" and runs["pre1"][8] == "loss 1.2346"
+
+
+def test_export_keeps_a_variant_apart_from_its_preset(tmp_path):
+    """A run with overrides that change what it computes is exported beside its preset's runs of
+    the same seed, never over them."""
+    from lra_mega.report import export_runs
+
+    runs = tmp_path / "runs"
+    _run(runs, "a", "pathfinder", seed=1, experiment="pathfinder_lite", test_acc=0.51)
+    _run(runs, "b", "pathfinder", seed=1, experiment="pathfinder_lite", digest="B", test_acc=0.80,
+         overrides=["experiment=pathfinder_lite", "data.difficulty=6", "trainer.max_steps=2000", "seed=1"])
+    written = export_runs(collect(runs), tmp_path / "docs")
+    names = sorted(p.relative_to(tmp_path / "docs").as_posix() for p in written)
+    assert names == ["pathfinder_lite+data.difficulty=6/seed1", "pathfinder_lite/seed1"]
+    accs = sorted(json.loads((p / "results.json").read_text())["test_acc"] for p in written)
+    assert accs == [0.51, 0.80]

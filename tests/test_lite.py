@@ -55,7 +55,7 @@ def test_lite_preset_trains_a_few_steps(task, tmp_path, offline_env, data_overri
         f"experiment={task}_lite", *data_overrides[task], "logger=csv", "callbacks.progress_bar=null",
         "data.limit_examples={train: 8, val: 4, test: 4}", "data.batch_size=2", "trainer.max_steps=2",
         "trainer.val_check_interval=2", "optim.warmup_steps=1", "trainer.limit_val_batches=null",
-        "compile=false",
+        "trainer.limit_test_batches=null", "compile=false",
     ], output_dir=run_dir)
     results = train(cfg)
     assert results["steps"] == 2 and results["experiment"] == f"{task}_lite"

@@ -28,6 +28,18 @@ def _logits(encoder: nn.Module, head: nn.Module, x: Tensor, mask: Tensor, dual: 
     return head(feats[:, 0], mask[:, 0], feats[:, 1], mask[:, 1])
 
 
+def check_compile(compile: bool) -> None:
+    """Refuse a ``compile`` setting that is not a bool, in one line."""
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile={compile!r} must be true (torch.compile the encoder) or false")
+
+
+def compile_encoder(encoder: nn.Module, wanted: bool) -> None:
+    """torch.compile ``encoder`` in place, once (checkpoints keep plain parameter names)."""
+    if wanted and encoder._compiled_call_impl is None:
+        encoder.compile()
+
+
 def _build(spec: nn.Module | Mapping) -> nn.Module:
     """Use a module as given, or instantiate one from a ``_target_`` mapping."""
     return spec if isinstance(spec, nn.Module) else instantiate(dict(spec), _convert_="all")
@@ -66,8 +78,7 @@ class LRAClassifier(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile={compile!r} must be true (torch.compile the encoder) or false")
+        check_compile(compile)
         check_schedule(lr, warmup_init_lr, warmup_power)
         modules = [k for k, v in (("encoder", encoder), ("head", head)) if isinstance(v, nn.Module)]
         self.save_hyperparameters(ignore=modules)
@@ -80,8 +91,7 @@ class LRAClassifier(L.LightningModule):
         self.flops_per_batch: int | None = None
 
     def configure_model(self) -> None:
-        if self.hparams.get("compile") and self.encoder._compiled_call_impl is None:
-            self.encoder.compile()
+        compile_encoder(self.encoder, self.hparams.get("compile", False))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Logits ``(B, C)`` for inputs ``(B, L)`` or, when dual, ``(B, 2, L)``."""

@@ -28,7 +28,7 @@ from torchmetrics import MeanMetric, MinMetric
 
 from lra_mega.masking import (LOSSES, OBJECTIVES, PIXEL_LEVELS, choose_masked, masked_accuracy, masked_loss,
                               next_position_targets, pixel_levels)
-from lra_mega.module import _build
+from lra_mega.module import _build, check_compile, compile_encoder
 from lra_mega.optim import adamw_with_schedule, check_schedule
 
 STAGE = "pretrain"
@@ -74,8 +74,7 @@ class SelfPretrainer(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile={compile!r} must be true (torch.compile the encoder) or false")
+        check_compile(compile)
         check_schedule(lr, warmup_init_lr, warmup_power)
         _choice("objective", objective, OBJECTIVES,
                 "masked: hide a share of the positions, bidirectional encoder; causal: predict the next one")
@@ -107,8 +106,7 @@ class SelfPretrainer(L.LightningModule):
         self.flops_per_batch: int | None = None  # not counted for pretraining
 
     def configure_model(self) -> None:
-        if self.hparams.get("compile") and self.encoder._compiled_call_impl is None:
-            self.encoder.compile()
+        compile_encoder(self.encoder, self.hparams.get("compile", False))
 
     # ----- the objective -------------------------------------------------------------------
 

@@ -84,8 +84,28 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
         result["_name"] = str(run_dir.relative_to(runs_dir))
         _fill_identity(result, run_dir)
         results.append(result)
+    _link_pretraining(results)
     order = {t: i for i, t in enumerate(TASK_ORDER)}
     return sorted(results, key=lambda r: (order.get(r["task"], len(order)), r["_name"]))
+
+
+def _link_pretraining(results: list[dict[str, Any]]) -> None:
+    """Give each fine-tuning run (``init_from``) the steps and wall time of the pretraining run
+    it started from, found by the checkpoint or run directory ``init_from`` recorded (paths as
+    the runs wrote them, so the link survives ``export_runs``), so that a comparison at equal
+    compute counts both stages."""
+    pretrained = {}
+    for r in results:
+        if r.get("stage") == "pretrain":
+            for key in ("best_checkpoint", "run_dir"):
+                if r.get(key):
+                    pretrained[os.path.normpath(r[key])] = r
+    for r in results:
+        if r.get("init_from"):
+            source = pretrained.get(os.path.normpath(r["init_from"]))
+            r["_pretraining"] = source
+            if source is not None:
+                r["_total_wall_time_s"] = (r.get("wall_time_s") or 0) + (source.get("wall_time_s") or 0)
 
 
 EXPORTED = ("results.json", "curves.png", "csv/version_*/metrics.csv", ".hydra/overrides.yaml")
@@ -187,6 +207,20 @@ def mean_std(mean: float | None, std: float | None) -> str:
     return _pct(mean) if std is None else f"{_pct(mean)} ± {100 * std:.2f}"
 
 
+def run_steps(result: dict[str, Any]) -> str:
+    """Its steps; ``<pretraining> + <fine-tuning>`` for a run started from a pretraining run."""
+    steps = str(result.get("steps", "–"))
+    if not result.get("init_from"):
+        return steps
+    source = result.get("_pretraining")
+    return f"{source.get('steps', '?')} + {steps}" if source else f"{steps} (+ pretraining, not listed)"
+
+
+def run_wall_time(result: dict[str, Any]) -> float | None:
+    """Its wall time, with the pretraining run's when it started from one that is listed."""
+    return result.get("_total_wall_time_s", result.get("wall_time_s"))
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -215,7 +249,7 @@ def comparison_table(groups: list[Group]) -> list[str]:
         r = g.first
         paper = [f"{x:.2f}" for x in PAPER.get(g.task, ())] or ["–"] * 3
         transformer = TRANSFORMER.get(g.task, "–")
-        wall, _, _ = g.stats("wall_time_s")
+        walls = [w for w in map(run_wall_time, g.runs) if w is not None]
         lines.append(_row([
             g.task, g.joined("experiment"), g.joined("trainer"), _code(shown_overrides(r)),
             "yes" if g.limited else "no", g.n,
@@ -223,7 +257,8 @@ def comparison_table(groups: list[Group]) -> list[str]:
             mean_std(*g.stats("test_acc")[:2]), mean_std(*g.stats("best_val_acc")[:2]),
             f"{g.at_chance}/{g.n}", *paper,
             "fail (chance)" if transformer is None else transformer,
-            g.joined("steps"), _duration(wall), g.joined("machine"),
+            ", ".join(sorted(set(map(run_steps, g.runs)))),
+            _duration(statistics.fmean(walls) if walls else None), g.joined("machine"),
         ]))
     return lines
 
@@ -244,8 +279,8 @@ def runs_table(results: list[dict[str, Any]]) -> list[str]:
         lines.append(_row([
             r["task"], r["_name"], r.get("experiment") or "–", r.get("trainer") or "–",
             _code(shown_overrides(r)), "yes" if r.get("limited") else "no",
-            "–" if r.get("seed") is None else r["seed"], test, val, chance, r.get("steps", "–"),
-            _duration(r.get("wall_time_s")),
+            "–" if r.get("seed") is None else r["seed"], test, val, chance, run_steps(r),
+            _duration(run_wall_time(r)),
         ]))
     return lines
 
@@ -263,7 +298,9 @@ def markdown_table(results: list[dict[str, Any]], include_limited: bool = False)
         "(same task and config digest without the seed); n: runs, seeds: their seeds; at chance: "
         "runs whose validation accuracy never left chance level (included in the mean). Paper: "
         "Mega, Mega-chunk (Ma et al. 2022), S4; Transformer (LRA): the vanilla Transformer of "
-        "the LRA paper (Tay et al. 2021). Wall time: mean per run, data generation included.",
+        "the LRA paper (Tay et al. 2021). Wall time: mean per run, data generation included; "
+        "a run fine-tuned from a pretraining run (`init_from`) counts both: its steps read "
+        "`<pretraining> + <fine-tuning>` and its wall time is the sum.",
         "",
     ]
     if compared:

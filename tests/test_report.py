@@ -160,6 +160,39 @@ def test_pretraining_runs_are_listed_but_not_compared(tmp_path):
     assert runs["pre1"][7] == "25.00 (masked)" and runs["pre1"][8] == "loss 1.2346"
 
 
+def _edit(path: Path, **changes) -> None:
+    result = json.loads((path / "results.json").read_text())
+    result.update(changes)
+    (path / "results.json").write_text(json.dumps(result))
+
+
+def test_fine_tuning_counts_its_pretraining_steps_and_time(tmp_path):
+    """Equal compute: a run started from a pretraining run (found by the checkpoint or directory
+    its init_from names, also after export) shows both stages' steps and the sum of their times."""
+    from lra_mega.report import export_runs
+
+    runs = tmp_path / "runs"
+    pre = _run(runs, "pre1", seed=1, experiment="listops_lite_spt_pretrain", digest="P")
+    _edit(pre, stage="pretrain", steps=1000, wall_time_s=100.0, best_checkpoint="/old/pre1/checkpoints/best.ckpt",
+          run_dir="/old/pre1")
+    by_ckpt = _run(runs, "ft1", seed=1, experiment="listops_lite_spt", digest="F")
+    _edit(by_ckpt, init_from="/old/pre1/checkpoints/best.ckpt")  # steps 100, 61 s
+    by_dir = _run(runs, "ft2", seed=1, experiment="listops_lite_spt_dir", digest="G")
+    _edit(by_dir, init_from="/old/pre1/")
+    lost = _run(runs, "ft3", seed=1, experiment="listops_lite_spt_lost", digest="H")
+    _edit(lost, init_from="/elsewhere/best.ckpt")
+    for source in (runs, tmp_path / "docs"):
+        if source != runs:
+            export_runs(collect(runs), source)
+        table = markdown_table(collect(source))
+        steps_wall = sorted((r[14], r[15]) for r in _rows(table, "Against the paper"))
+        # 1000 + 100 steps; 100 s + 61 s = 2 min 41 s
+        assert steps_wall == [("100 (+ pretraining, not listed)", "0:01:01"),
+                              ("1000 + 100", "0:02:41"), ("1000 + 100", "0:02:41")]
+        (pre_row,) = [r for r in _rows(table, "Runs") if r[2] == "listops_lite_spt_pretrain"]
+        assert pre_row[10:12] == ["1000", "0:01:40"]
+
+
 def test_export_keeps_a_variant_apart_from_its_preset(tmp_path):
     """A run with overrides that change what it computes is exported beside its preset's runs of
     the same seed, never over them."""

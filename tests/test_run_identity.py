@@ -56,11 +56,18 @@ def test_settings_added_later_keep_the_digest_at_their_earlier_value():
 
 
 def test_lite_presets_still_compute_their_committed_runs():
-    """A preset whose committed results (docs/results/) no longer match it must be re-run, not kept."""
-    for path in sorted(REPO.glob("docs/results/*/seed*/results.json")):
-        record = json.loads(path.read_text())
-        cfg = OmegaConf.to_container(compose_config(record["overrides"]), resolve=True)
-        assert config_digest(cfg) == record["config_digest"], path
+    """A preset whose committed results (docs/results/) no longer match it must be re-run, not kept.
+    A fine-tuning run's digest holds its pretraining run's config: that run must be committed too."""
+    records = {path: json.loads(path.read_text()) for path in sorted(REPO.glob("docs/results/*/seed*/results.json"))}
+    composed = {path: OmegaConf.to_container(compose_config(r["overrides"]), resolve=True)
+                for path, r in records.items()}
+    pretrained = {r["best_checkpoint"]: composed[path] for path, r in records.items() if r.get("stage") == "pretrain"}
+    for path, record in records.items():
+        init = None
+        if record.get("init_from"):
+            assert record["init_from"] in pretrained, f"{path}: its pretraining run is not committed"
+            init = pretrained[record["init_from"]]
+        assert config_digest(composed[path], init=init) == record["config_digest"], path
 
 
 def test_wandb_run_carries_preset_trainer_and_overrides(tmp_path, offline_env):

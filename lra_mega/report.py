@@ -105,7 +105,8 @@ def _link_pretraining(results: list[dict[str, Any]]) -> None:
             source = pretrained.get(os.path.normpath(r["init_from"]))
             r["_pretraining"] = source
             if source is not None:
-                r["_total_wall_time_s"] = (r.get("wall_time_s") or 0) + (source.get("wall_time_s") or 0)
+                own, before = r.get("wall_time_s") or 0, source.get("wall_time_s") or 0
+                r["_total_wall_time_s"] = own + before
 
 
 EXPORTED = ("results.json", "curves.png", "csv/version_*/metrics.csv", ".hydra/overrides.yaml")
@@ -213,7 +214,9 @@ def run_steps(result: dict[str, Any]) -> str:
     if not result.get("init_from"):
         return steps
     source = result.get("_pretraining")
-    return f"{source.get('steps', '?')} + {steps}" if source else f"{steps} (+ pretraining, not listed)"
+    if source is None:
+        return f"{steps} (+ pretraining, not listed)"
+    return f"{source.get('steps', '?')} + {steps}"
 
 
 def run_wall_time(result: dict[str, Any]) -> float | None:

@@ -173,8 +173,8 @@ def test_fine_tuning_counts_its_pretraining_steps_and_time(tmp_path):
 
     runs = tmp_path / "runs"
     pre = _run(runs, "pre1", seed=1, experiment="listops_lite_spt_pretrain", digest="P")
-    _edit(pre, stage="pretrain", steps=1000, wall_time_s=100.0, best_checkpoint="/old/pre1/checkpoints/best.ckpt",
-          run_dir="/old/pre1")
+    _edit(pre, stage="pretrain", steps=1000, wall_time_s=100.0,
+          best_checkpoint="/old/pre1/checkpoints/best.ckpt", run_dir="/old/pre1")
     by_ckpt = _run(runs, "ft1", seed=1, experiment="listops_lite_spt", digest="F")
     _edit(by_ckpt, init_from="/old/pre1/checkpoints/best.ckpt")  # steps 100, 61 s
     by_dir = _run(runs, "ft2", seed=1, experiment="listops_lite_spt_dir", digest="G")

@@ -58,10 +58,12 @@ def test_settings_added_later_keep_the_digest_at_their_earlier_value():
 def test_lite_presets_still_compute_their_committed_runs():
     """A preset whose committed results (docs/results/) no longer match it must be re-run, not kept.
     A fine-tuning run's digest holds its pretraining run's config: that run must be committed too."""
-    records = {path: json.loads(path.read_text()) for path in sorted(REPO.glob("docs/results/*/seed*/results.json"))}
+    records = {path: json.loads(path.read_text())
+               for path in sorted(REPO.glob("docs/results/*/seed*/results.json"))}
     composed = {path: OmegaConf.to_container(compose_config(r["overrides"]), resolve=True)
                 for path, r in records.items()}
-    pretrained = {r["best_checkpoint"]: composed[path] for path, r in records.items() if r.get("stage") == "pretrain"}
+    pretrained = {r["best_checkpoint"]: composed[path]
+                  for path, r in records.items() if r.get("stage") == "pretrain"}
     for path, record in records.items():
         init = None
         if record.get("init_from"):

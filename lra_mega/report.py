@@ -102,11 +102,7 @@ def _link_pretraining(results: list[dict[str, Any]]) -> None:
                     pretrained[os.path.normpath(r[key])] = r
     for r in results:
         if r.get("init_from"):
-            source = pretrained.get(os.path.normpath(r["init_from"]))
-            r["_pretraining"] = source
-            if source is not None:
-                own, before = r.get("wall_time_s") or 0, source.get("wall_time_s") or 0
-                r["_total_wall_time_s"] = own + before
+            r["_pretraining"] = pretrained.get(os.path.normpath(r["init_from"]))
 
 
 EXPORTED = ("results.json", "curves.png", "csv/version_*/metrics.csv", ".hydra/overrides.yaml")
@@ -221,7 +217,10 @@ def run_steps(result: dict[str, Any]) -> str:
 
 def run_wall_time(result: dict[str, Any]) -> float | None:
     """Its wall time, with the pretraining run's when it started from one that is listed."""
-    return result.get("_total_wall_time_s", result.get("wall_time_s"))
+    source = result.get("_pretraining")
+    if source is None:
+        return result.get("wall_time_s")
+    return (result.get("wall_time_s") or 0) + (source.get("wall_time_s") or 0)
 
 
 def _duration(seconds: float | None) -> str:

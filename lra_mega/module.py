@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lra_mega.optim import adamw_with_schedule, check_schedule
@@ -38,6 +38,25 @@ def compile_encoder(encoder: nn.Module, wanted: bool) -> None:
     """torch.compile ``encoder`` in place, once (checkpoints keep plain parameter names)."""
     if wanted and encoder._compiled_call_impl is None:
         encoder.compile()
+
+
+def keep_across_resume(*metrics: Metric) -> None:
+    """Save these metrics' states in checkpoints (torchmetrics leaves them out by default), so a
+    resumed run goes on with its best-so-far and its epoch's running accuracy."""
+    for metric in metrics:
+        metric.persistent(True)
+
+
+def fill_metric_states(module: nn.Module, checkpoint: dict[str, Any]) -> None:
+    """Give a checkpoint written before metric states were saved the fresh states it lacks, so it
+    still loads (strictly) and those metrics start over, as they did then."""
+    state = checkpoint.get("state_dict")
+    if state is None:
+        return
+    for name, metric in module.named_modules():
+        if isinstance(metric, Metric):
+            for key, value in metric.state_dict(prefix=f"{name}.").items():
+                state.setdefault(key, value)
 
 
 def _build(spec: nn.Module | Mapping) -> nn.Module:
@@ -87,6 +106,7 @@ class LRAClassifier(L.LightningModule):
         acc = partial(MulticlassAccuracy, num_classes=num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = acc(), acc(), acc()
         self.val_acc_best = MaxMetric()
+        keep_across_resume(self.train_acc, self.val_acc_best)
         self._flops_per_position: float | None = None
         self.flops_per_batch: int | None = None
 
@@ -140,6 +160,9 @@ class LRAClassifier(L.LightningModule):
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._step(batch, "test", self.test_acc)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        fill_metric_states(self, checkpoint)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (decoupled decay, as fairseq's adam), LR stepped every update (LambdaLR)."""

@@ -28,7 +28,7 @@ from torchmetrics import MeanMetric, MinMetric
 
 from lra_mega.masking import (LOSSES, OBJECTIVES, PIXEL_LEVELS, choose_masked, masked_accuracy, masked_loss,
                               next_position_targets, pixel_levels)
-from lra_mega.module import _build, check_compile, compile_encoder
+from lra_mega.module import _build, check_compile, compile_encoder, fill_metric_states, keep_across_resume
 from lra_mega.optim import adamw_with_schedule, check_schedule
 
 STAGE = "pretrain"
@@ -103,6 +103,7 @@ class SelfPretrainer(L.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_loss_best = MinMetric()
+        keep_across_resume(self.train_acc, self.val_loss_best)
         self.flops_per_batch: int | None = None  # not counted for pretraining
 
     def configure_model(self) -> None:
@@ -171,6 +172,9 @@ class SelfPretrainer(L.LightningModule):
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._step(batch, "test", batch_idx)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        fill_metric_states(self, checkpoint)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_with_schedule(self, self.hparams)

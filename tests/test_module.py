@@ -125,3 +125,28 @@ def test_accuracy_is_micro_averaged():
     logits[[0, 1, 2, 3], [1, 1, 2, 9]] = 1.0
     module.val_acc(logits, torch.tensor([1, 1, 2, 3]))
     assert module.val_acc.compute().item() == pytest.approx(0.75)
+
+
+def test_best_accuracy_and_running_epoch_accuracy_survive_a_checkpoint():
+    """A resumed run goes on with its best validation accuracy and its epoch's running training
+    accuracy; a checkpoint written before these were saved still loads strictly, with them fresh."""
+    module = _module()
+    module.val_acc_best(torch.tensor(0.7))
+    module.val_acc_best(torch.tensor(0.4))
+    logits = torch.zeros(4, 10)
+    logits[[0, 1, 2, 3], [1, 1, 2, 9]] = 1.0
+    module.train_acc(logits, torch.tensor([1, 1, 2, 3]))
+    checkpoint = {"state_dict": module.state_dict()}
+    clone = _module()
+    clone.on_load_checkpoint(checkpoint)
+    clone.load_state_dict(checkpoint["state_dict"])
+    assert clone.val_acc_best.compute().item() == pytest.approx(0.7)
+    assert clone.train_acc.compute().item() == pytest.approx(0.75)
+
+    metrics = ("val_acc_best.", "train_acc.")
+    old = {"state_dict": {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(metrics)}}
+    assert len(old["state_dict"]) < len(checkpoint["state_dict"])
+    fresh = _module()
+    fresh.on_load_checkpoint(old)
+    fresh.load_state_dict(old["state_dict"])  # strict: the missing states were filled in
+    assert fresh.val_acc_best.max_value.item() == float("-inf")

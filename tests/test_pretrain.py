@@ -233,6 +233,8 @@ def test_pretraining_run_resumes_exactly(tmp_path, offline_env):
     resumed = csv_column(cut, "train/loss_step", version=1)
     assert sorted(resumed) == [4, 5]
     assert all(resumed[s] == expected[s] for s in resumed), (resumed, expected)
+    state = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state["val_loss_best.min_value"].item() == pytest.approx(min(csv_column(whole, "val/loss").values()))
 
 
 def test_runs_stored_before_stages_existed_still_resume():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from harness import SMOKE, Crash, compose_config, csv_column
 
 from lra_mega.train import train
@@ -36,6 +37,10 @@ def test_killed_run_continues_exactly(tmp_path, offline_env, order):
         assert loss == expected[step], (step, loss, expected[step])
     first = csv_column(cut, "train/loss_step", version=0)
     assert first and all(first[s] == expected[s] for s in first)
+    # the best validation accuracy goes on from before the cut, through the checkpoint
+    best = max(csv_column(whole, "val/acc").values())
+    state = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state["val_acc_best.max_value"].item() == pytest.approx(best)
 
 
 def test_longer_max_steps_continues_the_decay(tmp_path, offline_env):

@@ -6,7 +6,7 @@
 
 Not an LRA entry: a 2-D convolutional network sees the image as an image (LRA's sequence models
 must not), so it is the easy reference. It reads the splits the training runs cache (generated,
-or ``--root`` for the release) and trains a five-layer CNN (Adam, batch 64) for ``--minutes`` of
+or ``--root`` for the release) and trains a five-layer CNN with BatchNorm (Adam, batch 64) for ``--minutes`` of
 wall time or ``--steps`` steps. Every ``--eval-every`` steps it scores the first ``--val-images``
 validation images and rewrites the JSON, so a killed run keeps its curve; at the end it scores
 the whole test split and writes a markdown table beside the JSON. ``images_to_leave_chance`` is
@@ -32,14 +32,18 @@ LEFT_CHANCE = 0.60  # validation accuracy that counts as off the plateau (chance
 
 
 def build_cnn(side: int):
-    """Five 3x3 convolutions (32-32-64-64-64 channels, three 2x2 poolings), then a 128-unit MLP."""
+    """Five 3x3 convolutions with BatchNorm (32-32-64-64-64 channels, three 2x2 poolings), then a
+    128-unit MLP. Without the norms, a 20-minute try at contour length 6 predicted one class for
+    all its 160,000 images (loss 0.6932)."""
     from torch import nn
 
+    def conv(c_in: int, c_out: int) -> list:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * (side // 8) ** 2, 128), nn.ReLU(), nn.Linear(128, 2))
+        *conv(1, 32), *conv(32, 32), nn.MaxPool2d(2), *conv(32, 64), *conv(64, 64), nn.MaxPool2d(2),
+        *conv(64, 64), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * (side // 8) ** 2, 128), nn.ReLU(),
+        nn.Linear(128, 2))
 
 
 def images(pixels: np.ndarray, side: int):

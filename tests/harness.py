@@ -65,3 +65,16 @@ def csv_column(run_dir: Path, column: str, version: int = 0) -> dict[int, float]
 
     with open(run_dir / "csv" / f"version_{version}" / "metrics.csv") as f:
         return {int(r["step"]): float(r[column]) for r in csv.DictReader(f) if r.get(column)}
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (its own imports resolved from scripts/)."""
+    import importlib.util
+    import sys
+
+    scripts = Path(__file__).parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    spec = importlib.util.spec_from_file_location(name, scripts / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

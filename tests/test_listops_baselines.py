@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
-
-SCRIPTS = Path(__file__).parents[1] / "scripts"
+from harness import load_script
 
 
 def _script():
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("listops_baselines", SCRIPTS / "listops_baselines.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("listops_baselines")
 
 
 def _pack(exprs: list[str]) -> tuple[np.ndarray, np.ndarray]:

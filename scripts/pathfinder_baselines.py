@@ -50,8 +50,10 @@ def images(pixels: np.ndarray, side: int):
     """uint8 rows (N, side*side) -> float (N, 1, side, side), normalised as the harness does."""
     import torch
 
+    from lra_mega.data.pathfinder import PathfinderDataModule as task
+
     x = torch.from_numpy(np.array(pixels, dtype=np.float32)).view(-1, 1, side, side)
-    return (x / 255 - 0.5) / 0.5
+    return (x / 255 - task.pixel_mean) / task.pixel_std
 
 
 def accuracy(model, pixels: np.ndarray, labels: np.ndarray, side: int, batch: int = 500) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,15 @@ def read_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     Every (re)start writes a new ``csv/version_<k>``. A later version replaces the earlier
     points at or after its first step: a resumed run continues the line (and overrides what
     the killed run logged after its last checkpoint), a run started over (``resume=never``)
-    replaces the old run instead of being joined to it.
+    replaces the old run instead of being joined to it. Only the training steps count: the
+    ThroughputMonitor logs validation and test rows under their own batch count.
     """
     series: dict[str, list[tuple[int, float]]] = {key: [] for key in SERIES}
     versions = sorted(Path(run_dir).glob("csv/version_*/metrics.csv"),
                       key=lambda p: int(p.parent.name.split("_")[-1]))
     for path in versions:
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step")]
+            rows = [r for r in csv.DictReader(f) if r.get("step") and any(r.get(k) for k in SERIES)]
         if not rows:
             continue
         start = min(int(r["step"]) for r in rows)
@@ -52,18 +54,20 @@ def run_colors(n: int) -> list[tuple[float, ...]]:
 
 
 def run_label(result: dict[str, Any]) -> str:
-    """Legend entry: run directory, preset, seed, and whether it is limited or at chance."""
-    parts = [str(result.get("_name", result.get("task")))]
-    if result.get("experiment"):
+    """Legend entry: run directory, preset and seed (each unless the directory already names it),
+    whether it is limited or at chance; wrapped at 60 characters."""
+    name = str(result.get("_name", result.get("task")))
+    parts = [name]
+    if result.get("experiment") and not name.startswith(str(result["experiment"])):
         parts.append(str(result["experiment"]))
-    if result.get("seed") is not None:
+    if result.get("seed") is not None and not name.endswith(f"seed{result['seed']}"):
         parts.append(f"seed {result['seed']}")
-    label = " · ".join(parts)
+    label = " · ".join(parts).replace(",", ", ")
     if result.get("limited"):
         label += " (limited)"
     if result.get("at_chance"):
         label += " (at chance)"
-    return label
+    return textwrap.fill(label, 60, subsequent_indent="  ")
 
 
 def curves_figure(results: list[dict[str, Any]]):

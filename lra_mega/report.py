@@ -31,9 +31,10 @@ PAPER = {
 TRANSFORMER = {"listops": 36.37, "text": 64.27, "retrieval": 57.46, "image": 42.44,
                "pathfinder": 71.40, "pathx": None}
 # overrides that say where a run lives or how it logs, or that have their own column
-_QUIET = ("task", "experiment", "trainer", "seed", "hydra", "paths", "logger",
-          "callbacks.progress_bar", "resume", "data.root", "data.cache_dir", "data.num_workers",
-          "data.pin_memory")
+_QUIET = ("seed", "hydra", "paths", "logger", "callbacks.progress_bar", "resume", "data.root",
+          "data.cache_dir", "data.num_workers", "data.pin_memory")
+# config-group choices with their own column; their keys (`trainer.max_steps=…`) are shown
+_CHOICES = ("task", "experiment", "trainer")
 _LIMITING = ("trainer=smoke", "data.limit_examples", "trainer.limit_train_batches",
              "trainer.limit_test_batches", "trainer.fast_dev_run", "trainer.overfit_batches")
 
@@ -138,7 +139,7 @@ def shown_overrides(result: dict[str, Any]) -> str:
     kept = []
     for ov in result.get("overrides") or []:
         key = ov.lstrip("+~").split("=", 1)[0]
-        if not any(key == q or key.startswith(q + ".") for q in _QUIET):
+        if key not in _CHOICES and not any(key == q or key.startswith(q + ".") for q in _QUIET):
             kept.append(ov)
     return " ".join(kept)
 

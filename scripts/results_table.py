@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", type=Path, metavar="DIR",
                    help="copy each full-size run's record to DIR/<preset>/seed<N>/ and tabulate DIR")
     p.add_argument("--notes", type=Path, help="markdown put above the table (e.g. what the runs show)")
+    p.add_argument("--redraw-curves", action="store_true",
+                   help="re-draw each run's own curves.png from its csv logs (after a fix in lra_mega.curves)")
     args = p.parse_args(argv)
     for flag, path, is_file in (("--out", args.out, True), ("--plot", args.plot, True),
                                 ("--export", args.export, False)):
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         for target in export_runs(kept, args.export):
             print(f"exported {target}")
         args.runs_dir, results = args.export, collect(args.export)
+    if args.redraw_curves:
+        for r in results:
+            run_dir = Path(r["_dir"])  # labelled by its directory, as the run itself draws it
+            print(f"redrawn {plot_curves([{**r, '_name': run_dir.name}], run_dir / 'curves.png')}")
     if args.notes and not args.notes.is_file():
         print(f"results_table: error: --notes {args.notes} is not a file", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lra_mega.curves import curves_figure, read_curves
+from lra_mega.curves import curves_figure, read_curves, run_label
 from lra_mega.report import collect, markdown_table
 
 
@@ -105,6 +105,7 @@ def test_started_over_run_is_not_joined_to_the_old_one(tmp_path):
 def test_resumed_run_continues_and_replaces_the_killed_tail(tmp_path):
     first = [(s, float(s), None) for s in range(8)] + [(4, None, 0.3)]  # checkpoint at 4, killed at 7
     resumed = [(s, 100.0 + s, None) for s in range(5, 9)] + [(8, None, 0.4)]
+    resumed.insert(1, (2, None, None))  # a ThroughputMonitor row of validation, its own batch count
     curves = read_curves(_run(tmp_path, "r", curves=[first, resumed]))
     assert curves["train/loss_step"] == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0),
                                          (5, 105.0), (6, 106.0), (7, 107.0), (8, 108.0)]
@@ -140,6 +141,9 @@ def test_script_writes_table_and_plot(tmp_path, run_cli):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "## Against the paper" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "a" / "curves.png").exists()
+    proc = run_cli(str(tmp_path), "--redraw-curves", script="results_table.py")
+    assert proc.returncode == 0 and (tmp_path / "a" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     bad = run_cli(str(tmp_path / "missing"), script="results_table.py")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "not a directory" in bad.stderr
 
@@ -202,8 +206,20 @@ def test_export_keeps_a_variant_apart_from_its_preset(tmp_path):
     _run(runs, "a", "pathfinder", seed=1, experiment="pathfinder_lite", test_acc=0.51)
     _run(runs, "b", "pathfinder", seed=1, experiment="pathfinder_lite", digest="B", test_acc=0.80,
          overrides=["experiment=pathfinder_lite", "data.difficulty=6", "trainer.max_steps=2000", "seed=1"])
+    _run(runs, "c", "pathfinder", seed=1, experiment="pathfinder_lite", digest="C", test_acc=0.60,
+         overrides=["experiment=pathfinder_lite", "trainer=cpu", "trainer.max_steps=9000", "seed=1"])
     written = export_runs(collect(runs), tmp_path / "docs")
     names = sorted(p.relative_to(tmp_path / "docs").as_posix() for p in written)
-    assert names == ["pathfinder_lite+data.difficulty=6/seed1", "pathfinder_lite/seed1"]
+    assert names == ["pathfinder_lite+data.difficulty=6,trainer.max_steps=2000/seed1",
+                     "pathfinder_lite+trainer.max_steps=9000/seed1", "pathfinder_lite/seed1"]
     accs = sorted(json.loads((p / "results.json").read_text())["test_acc"] for p in written)
-    assert accs == [0.51, 0.80]
+    assert accs == [0.51, 0.60, 0.80]
+
+
+def test_legend_label_names_preset_and_seed_once():
+    base = {"experiment": "listops_lite", "seed": 1}
+    assert run_label({**base, "_name": "r"}) == "r · listops_lite · seed 1"
+    assert run_label({**base, "_name": "listops_lite/seed1", "at_chance": True}) == "listops_lite/seed1 (at chance)"
+    long = run_label({**base, "_name": "listops_lite+trainer.max_steps=3600,trainer.val_check_interval=900/seed1"})
+    assert long.replace("\n  ", " ") == "listops_lite+trainer.max_steps=3600, trainer.val_check_interval=900/seed1"
+    assert max(len(line) for line in long.splitlines()) <= 60

@@ -16,6 +16,7 @@ from typing import Any
 from lra_mega.report import NUM_CLASSES
 
 SERIES = ("train/loss_step", "val/acc")
+CURVES_FILE = "curves.png"  # a run's own figure, in its directory
 
 
 def read_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -58,7 +59,7 @@ def run_label(result: dict[str, Any]) -> str:
     whether it is limited or at chance; wrapped at 60 characters."""
     name = str(result.get("_name", result.get("task")))
     parts = [name]
-    if result.get("experiment") and not name.startswith(str(result["experiment"])):
+    if result.get("experiment") and name.split("/")[0].split("+")[0] != result["experiment"]:
         parts.append(str(result["experiment"]))
     if result.get("seed") is not None and not name.endswith(f"seed{result['seed']}"):
         parts.append(f"seed {result['seed']}")
@@ -118,3 +119,9 @@ def plot_curves(results: list[dict[str, Any]], out_png: str | Path) -> Path:
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return out_png
+
+
+def plot_run_curves(run_dir: str | Path, result: dict[str, Any]) -> Path:
+    """A run's own ``curves.png`` in ``run_dir``, labelled by the directory's name."""
+    run_dir = Path(run_dir)
+    return plot_curves([{**result, "_dir": run_dir, "_name": run_dir.name}], run_dir / CURVES_FILE)

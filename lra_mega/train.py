@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
 
 WANDB_ID_FILE = "wandb_id.txt"
-CURVES_FILE = "curves.png"
 __all__ = ["train", "build_model", "config_digest", "check_run_settings", "RESULTS_FILE"]
 
 
@@ -168,12 +167,12 @@ def machine() -> str:
 
 def write_curves(output_dir: Path, results: dict[str, Any]) -> None:
     """``curves.png`` of the run (training loss, validation accuracy) from its csv logs."""
-    from lra_mega.curves import plot_curves
+    from lra_mega.curves import CURVES_FILE, plot_run_curves
 
     if not any(output_dir.glob("csv/version_*/metrics.csv")):
         return
     try:
-        plot_curves([{**results, "_dir": output_dir, "_name": output_dir.name}], output_dir / CURVES_FILE)
+        plot_run_curves(output_dir, results)
     except Exception as err:  # noqa: BLE001  (a figure must never cost the run its results)
         log.warning("could not draw %s: %s", output_dir / CURVES_FILE, err)
 

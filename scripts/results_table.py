@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lra_mega.curves import plot_curves
+from lra_mega.curves import plot_curves, plot_run_curves
 from lra_mega.report import collect, export_runs, markdown_table
 from out_paths import require_writable
 
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         args.runs_dir, results = args.export, collect(args.export)
     if args.redraw_curves:
         for r in results:
-            run_dir = Path(r["_dir"])  # labelled by its directory, as the run itself draws it
-            print(f"redrawn {plot_curves([{**r, '_name': run_dir.name}], run_dir / 'curves.png')}")
+            print(f"redrawn {plot_run_curves(r['_dir'], r)}")
     if args.notes and not args.notes.is_file():
         print(f"results_table: error: --notes {args.notes} is not a file", file=sys.stderr)
         return 1

@@ -219,6 +219,7 @@ def test_export_keeps_a_variant_apart_from_its_preset(tmp_path):
 def test_legend_label_names_preset_and_seed_once():
     base = {"experiment": "listops_lite", "seed": 1}
     assert run_label({**base, "_name": "r"}) == "r · listops_lite · seed 1"
+    assert run_label({**base, "_name": "listops_lite_old"}) == "listops_lite_old · listops_lite · seed 1"
     assert run_label({**base, "_name": "listops_lite/seed1", "at_chance": True}) == "listops_lite/seed1 (at chance)"
     long = run_label({**base, "_name": "listops_lite+trainer.max_steps=3600,trainer.val_check_interval=900/seed1"})
     assert long.replace("\n  ", " ") == "listops_lite+trainer.max_steps=3600, trainer.val_check_interval=900/seed1"

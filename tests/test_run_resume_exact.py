@@ -61,3 +61,35 @@ def test_longer_max_steps_continues_the_decay(tmp_path, offline_env):
     second = json.loads((run_dir / "results.json").read_text())
     assert second["steps"] == 8
     assert second["wall_time_s"] > first["wall_time_s"]  # accumulates over invocations
+
+
+@pytest.mark.parametrize("saved_at", [4, 3], ids=["mid_epoch", "epoch_end"])
+def test_killed_after_a_timed_checkpoint_continues_exactly(tmp_path, offline_env, saved_at):
+    """last.ckpt written by the timed checkpoint (in on_train_batch_end, between validations) resumes
+    exactly: the batch it was taken after counts as done, in the epoch and in the shuffled order."""
+    run = [*RUN, "trainer.val_check_interval=3"]  # validation at the end of each 3-batch epoch
+    whole = tmp_path / "whole"
+    train(compose_config(run, output_dir=whole))
+    expected = csv_column(whole, "train/loss_step")
+
+    cut = tmp_path / "cut"
+    # the same save path as the 10-minute timer, triggered by step so the test knows where it lands
+    timed = ["callbacks.timed_checkpoint.train_time_interval=null",
+             f"+callbacks.timed_checkpoint.every_n_train_steps={saved_at}"]
+    crash = ["+callbacks.crash._target_=harness.CrashAt", f"+callbacks.crash.step={saved_at + 1}"]
+    if saved_at == 3:  # no validation at step 3, whose last.ckpt would replace the timed one
+        timed += ["trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=2"]
+    with pytest.raises(Crash):
+        train(compose_config([*run, *timed, *crash], output_dir=cut))
+    ckpt = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == saved_at
+    batches = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert batches["processed"] == batches["completed"] + 1  # written in on_train_batch_end
+    results = train(compose_config(run, output_dir=cut))
+    assert results["steps"] == 6
+    resumed = csv_column(cut, "train/loss_step", version=1)
+    assert sorted(resumed) == list(range(saved_at, 6))
+    for step, loss in resumed.items():
+        assert loss == expected[step], (step, loss, expected[step])
+    assert csv_column(cut, "val/acc", version=1) == {
+        s: v for s, v in csv_column(whole, "val/acc").items() if s >= saved_at}

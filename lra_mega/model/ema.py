@@ -60,7 +60,7 @@ class _FFTConvolution(torch.autograd.Function):
     """y = K ∗ x + ω ⊙ x: y[b, t, d] = Σ_s taps[d, s] · x[b, (t − s) mod n, d] for t < L (real FFTs of
     length n, padded positions of x zeroed for the convolution only) plus the ω residual.
 
-    Saves only ``kept`` (x itself, or a lower-precision copy shared with other consumers), the
+    Saves only ``kept`` (x itself when None, or a lower-precision copy shared with other consumers), the
     mask, the taps and ω; the backward redoes the spectra:
     dx = irfft(G · conj(T)) + ω ⊙ g, dtaps = irfft(Σ_b G · conj(X)), G the spectrum of dy.
     """
@@ -70,7 +70,7 @@ class _FFTConvolution(torch.autograd.Function):
         signal = _masked(x, mask)
         spectrum = torch.fft.rfft(signal, n=n_fft, dim=1) * torch.fft.rfft(taps, n=n_fft).t()
         conv = torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, : x.size(1)]
-        ctx.save_for_backward(kept, mask, taps, omega)
+        ctx.save_for_backward(x if kept is None else kept, mask, taps, omega)
         ctx.config = (n_fft, x.dtype)
         return (conv + _wide(x) * _wide(omega)).to(x.dtype)
 
@@ -185,7 +185,9 @@ class MultiDimDampedEMA(nn.Module):
                     taps[:, n_fft - future.size(1) + 1 :] += future[:, 1:].flip(-1)
             else:
                 taps = kernel
-            out = _FFTConvolution.apply(x, mask, taps, self.omega, n_fft, x if keep_input is None else keep_input)
+            # None stands for x itself: torch.compile cannot trace a Function given one tensor twice
+            kept = None if keep_input is x else keep_input
+            out = _FFTConvolution.apply(x, mask, taps, self.omega, n_fft, kept)
         return F.silu(out) if activate else out
 
     def step(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -153,7 +153,7 @@ class _GatedOutput(torch.autograd.Function):
     """out = residual + u ⊙ (dropout(silu(hx + W·(attn ⊙ r) + b)) − residual), u = σ(gates_u), r = silu(gates_r).
 
     ``gates`` holds [u | z | r] pre-activations (z is skipped); hx comes separately and is not
-    saved. Saves ``residual_kept`` (the residual, or a compute-dtype copy of it another consumer
+    saved. Saves ``residual_kept`` (the residual when None, or a compute-dtype copy of it another consumer
     keeps anyway), gates, attn, the pre-activation s of the last silu and the mask.
     """
 
@@ -168,7 +168,7 @@ class _GatedOutput(torch.autograd.Function):
         s = s.to(dtype)
         h = _dropped(F.silu(s), keep, scale)
         out = torch.addcmul(residual, u.to(residual.dtype), h.to(residual.dtype) - residual)
-        ctx.save_for_backward(residual_kept, gates, attn, s, weight, keep)
+        ctx.save_for_backward(residual if residual_kept is None else residual_kept, gates, attn, s, weight, keep)
         ctx.config = (scale, dim, hx.dtype, residual.dtype)
         return out
 
@@ -239,5 +239,6 @@ def gated_output(
     """Mega's gated residual output; see ``_GatedOutput``. ``p``: dropout on silu(·);
     ``residual_kept``: the copy of the residual to keep for the backward (default: itself)."""
     keep, scale = _keep_mask(hx, p, training)
-    kept = residual if residual_kept is None else residual_kept
+    # None stands for the residual itself: torch.compile cannot trace a Function given one tensor twice
+    kept = None if residual_kept is residual else residual_kept
     return _GatedOutput.apply(residual, gates, attn, hx, weight, bias, keep, scale, dim, kept)

@@ -43,7 +43,7 @@ MAY_CHANGE = (
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.default_root_dir",
     "trainer.accelerator", "trainer.profiler", "trainer.benchmark",
     "data.root", "data.cache_dir", "data.num_workers", "data.pin_memory", "data.workers",
-    "logger", "callbacks", "paths", "resume", "test", "optimized_metric", "run_name", "hydra",
+    "logger", "callbacks", "paths", "resume", "test", "optimized_metric", "run_name", "hydra", "compile",
 )
 
 

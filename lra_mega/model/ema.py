@@ -152,6 +152,9 @@ class MultiDimDampedEMA(nn.Module):
         q = 1.0 - p * torch.sigmoid(_wide(self.alpha))
         return p, q
 
+    # eager under torch.compile: its per-length chunking cannot be traced with a symbolic length
+    # (variable-length batches), and it is small (kernel_dim x ndim x k)
+    @torch.compiler.disable
     def kernel(self, length: int) -> Tensor:
         """EMA kernel K[c, t] for t < min(truncation, length): shape (kernel_dim, k), fp32.
 

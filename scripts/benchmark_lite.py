@@ -64,7 +64,9 @@ def run(code: Path, overrides: list[str], steps: int, window: int, threads: int,
     """Train ``steps`` steps with the package at ``code``; samples/s of the last window."""
     args = [sys.executable, "-m", "lra_mega", *overrides, f"trainer.max_steps={steps}",
             f"trainer.val_check_interval={steps}", "trainer.limit_val_batches=1", "test=false",
-            "logger=csv", f"trainer.log_every_n_steps={window}", f"callbacks.throughput.window_size={window}",
+            # one reading, at the last step: it covers the last `window` steps, after compilation
+            # and the early recompilations of variable lengths
+            "logger=csv", f"trainer.log_every_n_steps={steps}", f"callbacks.throughput.window_size={window}",
             "trainer.num_sanity_val_steps=0", f"hydra.run.dir={rundir}"]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads),
            "WANDB_MODE": "offline", "LRA_MEGA_ROOT": str(rundir)}

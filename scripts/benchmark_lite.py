@@ -10,8 +10,10 @@ Each task trains ``--steps`` steps of ``experiment=<task>_lite`` through ``pytho
 explicit ``task=<task> model.*=… data.batch_size=…`` overrides (that revision has no lite
 presets). Samples/s is the ThroughputMonitor's reading over the last ``--window`` steps, so
 start-up and compilation are left out. Both runs use the same ``--threads`` (default: all
-cores), one after the other; the load average is recorded. Writes DIR/lite_speed.{json,md}
-(default docs/benchmarks/).
+cores), one after the other; the load average is recorded, and so is a one-thread matmul rate
+taken just before and after each run (the host's own speed drifts: a shared machine can run 2x
+slower for an hour, so a ratio means something only where that rate held). Writes
+DIR/lite_speed.{json,md} (default docs/benchmarks/).
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def extract(rev: str, dest: Path) -> Path:
     return dest
 
 
+def host_gflops(seconds: float = 2.0) -> float:
+    """The host's one-thread float32 matmul rate now (GFLOP/s): a gauge of its drift between runs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    rate = 2 * 256**3 * n / (time.perf_counter() - t0) / 1e9
+    torch.set_num_threads(threads)
+    return round(rate, 1)
+
+
 def run(code: Path, overrides: list[str], steps: int, window: int, threads: int, rundir: Path) -> dict:
     """Train ``steps`` steps with the package at ``code``; samples/s of the last window."""
     args = [sys.executable, "-m", "lra_mega", *overrides, f"trainer.max_steps={steps}",
@@ -70,9 +88,11 @@ def run(code: Path, overrides: list[str], steps: int, window: int, threads: int,
             "trainer.num_sanity_val_steps=0", f"hydra.run.dir={rundir}"]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads),
            "WANDB_MODE": "offline", "LRA_MEGA_ROOT": str(rundir)}
+    gauge = [host_gflops()]
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=code, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    gauge.append(host_gflops())
     if proc.returncode:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise SystemExit(f"benchmark run failed ({code}): {' | '.join(tail)}")
@@ -83,7 +103,11 @@ def run(code: Path, overrides: list[str], steps: int, window: int, threads: int,
     last = speed[-1]
     return {"samples_per_s": round(float(last["train/device/samples_per_sec"]), 2),
             "tokens_per_s": round(float(last.get("train/device/items_per_sec") or 0.0), 1),
-            "wall_s": round(wall, 1)}
+            "wall_s": round(wall, 1), "host_gflops": gauge}
+
+
+def _gauge(run: dict) -> str:
+    return " → ".join(str(g) for g in run.get("host_gflops", ["–"]))
 
 
 def markdown(result: dict) -> str:
@@ -95,14 +119,19 @@ def markdown(result: dict) -> str:
         "",
         f"Samples/s of training (ThroughputMonitor, last {result['window']} of {result['steps']} steps: "
         f"start-up and compilation left out), real data through `python -m lra_mega`. Before = "
-        f"revision `{result['before']}` given the same model and batch as overrides.",
+        f"revision `{result['before']}` given the same model and batch as overrides. Host GFLOP/s: a "
+        f"one-thread matmul timed just before and just after each run (before run → after run); where "
+        f"it differs between the two runs, the host's speed drifted and the speed-up is off by about "
+        f"that ratio.",
         "",
-        "| preset | before samples/s | after samples/s | speed-up | before tokens/s | after tokens/s |",
-        "|---|---|---|---|---|---|",
+        "| preset | before samples/s | after samples/s | speed-up | before tokens/s | after tokens/s "
+        "| host GFLOP/s before / after |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(f"| {r['preset']} | {r['before']['samples_per_s']} | {r['after']['samples_per_s']} | "
-                     f"{r['speedup']}× | {r['before']['tokens_per_s']:.0f} | {r['after']['tokens_per_s']:.0f} |")
+                     f"{r['speedup']}× | {r['before']['tokens_per_s']:.0f} | {r['after']['tokens_per_s']:.0f} | "
+                     f"{_gauge(r['before'])} / {_gauge(r['after'])} |")
     lines += ["", f"Reproduce: `python scripts/benchmark_lite.py --before {result['before']} "
                   f"--threads {result['threads']}`.", ""]
     return "\n".join(lines)

@@ -10,9 +10,9 @@ Each task trains ``--steps`` steps of ``experiment=<task>_lite`` through ``pytho
 explicit ``task=<task> model.*=… data.batch_size=…`` overrides (that revision has no lite
 presets). Samples/s is the ThroughputMonitor's reading over the last ``--window`` steps, so
 start-up and compilation are left out. Both runs use the same ``--threads`` (default: all
-cores), one after the other; the load average is recorded, and so is a one-thread matmul rate
-taken just before and after each run (the host's own speed drifts: a shared machine can run 2x
-slower for an hour, so a ratio means something only where that rate held). Writes
+cores), one after the other; the load average is recorded, and so are a one-thread matmul and
+memory-copy rate taken just before and after each run (a shared host's own speed drifts: it can
+run 2x slower for an hour, so a ratio means something only where those rates held). Writes
 DIR/lite_speed.{json,md} (default docs/benchmarks/).
 """
 
@@ -62,20 +62,25 @@ def extract(rev: str, dest: Path) -> Path:
     return dest
 
 
-def host_gflops(seconds: float = 2.0) -> float:
-    """The host's one-thread float32 matmul rate now (GFLOP/s): a gauge of its drift between runs."""
+def host_gauge(seconds: float = 1.0) -> dict[str, float]:
+    """The host's one-thread speed now: a float32 matmul in cache (GFLOP/s) and a 256 MB copy
+    (GB/s, memory bound like most of a small model's step). Gauges of its drift between runs."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     a, b = torch.randn(256, 256), torch.randn(256, 256)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        n += 1
-    rate = 2 * 256**3 * n / (time.perf_counter() - t0) / 1e9
+    src, dst = torch.ones(64 * 2**20), torch.empty(64 * 2**20)
+    rates = {}
+    for name, work, amount in (("gflops", lambda: a @ b, 2 * 256**3 / 1e9),
+                               ("copy_gbps", lambda: dst.copy_(src), 2 * src.nbytes / 1e9)):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            work()
+            n += 1
+        rates[name] = round(amount * n / (time.perf_counter() - t0), 1)
     torch.set_num_threads(threads)
-    return round(rate, 1)
+    return rates
 
 
 def run(code: Path, overrides: list[str], steps: int, window: int, threads: int, rundir: Path) -> dict:
@@ -88,11 +93,11 @@ def run(code: Path, overrides: list[str], steps: int, window: int, threads: int,
             "trainer.num_sanity_val_steps=0", f"hydra.run.dir={rundir}"]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads),
            "WANDB_MODE": "offline", "LRA_MEGA_ROOT": str(rundir)}
-    gauge = [host_gflops()]
+    gauge = [host_gauge()]
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=code, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    gauge.append(host_gflops())
+    gauge.append(host_gauge())
     if proc.returncode:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise SystemExit(f"benchmark run failed ({code}): {' | '.join(tail)}")
@@ -103,11 +108,11 @@ def run(code: Path, overrides: list[str], steps: int, window: int, threads: int,
     last = speed[-1]
     return {"samples_per_s": round(float(last["train/device/samples_per_sec"]), 2),
             "tokens_per_s": round(float(last.get("train/device/items_per_sec") or 0.0), 1),
-            "wall_s": round(wall, 1), "host_gflops": gauge}
+            "wall_s": round(wall, 1), "host": gauge}
 
 
-def _gauge(run: dict) -> str:
-    return " → ".join(str(g) for g in run.get("host_gflops", ["–"]))
+def _gauge(run: dict, key: str) -> str:
+    return " → ".join(str(g.get(key, "–")) for g in run.get("host", [{}]))
 
 
 def markdown(result: dict) -> str:
@@ -119,19 +124,20 @@ def markdown(result: dict) -> str:
         "",
         f"Samples/s of training (ThroughputMonitor, last {result['window']} of {result['steps']} steps: "
         f"start-up and compilation left out), real data through `python -m lra_mega`. Before = "
-        f"revision `{result['before']}` given the same model and batch as overrides. Host GFLOP/s: a "
-        f"one-thread matmul timed just before and just after each run (before run → after run); where "
-        f"it differs between the two runs, the host's speed drifted and the speed-up is off by about "
-        f"that ratio.",
+        f"revision `{result['before']}` given the same model and batch as overrides. Host gauges, timed on "
+        f"one thread just before and just after each run (before run → after run): a matmul in cache "
+        f"(GFLOP/s) and a 256 MB copy (GB/s); where they differ between the two runs, the host's speed "
+        f"drifted.",
         "",
         "| preset | before samples/s | after samples/s | speed-up | before tokens/s | after tokens/s "
-        "| host GFLOP/s before / after |",
-        "|---|---|---|---|---|---|---|",
+        "| host GFLOP/s before / after | host copy GB/s before / after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(f"| {r['preset']} | {r['before']['samples_per_s']} | {r['after']['samples_per_s']} | "
                      f"{r['speedup']}× | {r['before']['tokens_per_s']:.0f} | {r['after']['tokens_per_s']:.0f} | "
-                     f"{_gauge(r['before'])} / {_gauge(r['after'])} |")
+                     f"{_gauge(r['before'], 'gflops')} / {_gauge(r['after'], 'gflops')} | "
+                     f"{_gauge(r['before'], 'copy_gbps')} / {_gauge(r['after'], 'copy_gbps')} |")
     lines += ["", f"Reproduce: `python scripts/benchmark_lite.py --before {result['before']} "
                   f"--threads {result['threads']}`.", ""]
     return "\n".join(lines)

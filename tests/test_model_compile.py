@@ -55,3 +55,24 @@ def test_variable_lengths_trace_once_more_then_reuse_the_graphs():
         torch.testing.assert_close(grad, grad_eager, rtol=0, atol=0)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[1] > graphs[0] and graphs[-1] == graphs[1], graphs
+
+
+def test_truncated_kernel_lengths_across_the_truncation_stop_retracing():
+    """With a truncated EMA kernel the FFT length depends on whether L exceeds the truncation
+    (ListOps-lite: truncation 1,024, lengths up to 2,000): each side is traced once, then new
+    lengths on either side reuse the graphs, and the traced block equals the eager one."""
+    torch.manual_seed(0)
+    encoder = MegaEncoder(vocab_size=20, dim=16, depth=1, zdim=8, hdim=24, ndim=4, max_len=256,
+                          chunk_size=16, truncation=48)
+    block = encoder.layers[0].train()
+    traced = torch.compile(block, backend="eager")
+    dynamo.reset()
+    counters = dynamo.utils.counters
+    graphs = []
+    for length in (40, 56, 77, 100, 23, 45, 90, 60, 31):
+        h = torch.randn(2, length, 16)
+        mask = torch.ones(2, length, dtype=torch.bool)
+        mask[1, length // 2:] = False
+        torch.testing.assert_close(traced(h, mask), block(h, mask), rtol=0, atol=0)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[-1] == graphs[4], graphs

@@ -169,3 +169,26 @@ def test_lean_autograd_saves_no_decay_tensor_or_spectrum():
         ema(x)
     assert not [s for s in shapes if len(s) == 3 and s[1:] == (16, 256)], shapes  # (2d, ndim, L)
     assert not [s for s in shapes if 257 in s], shapes  # rfft spectra of length n/2 + 1
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_truncated_kernel_shorter_fft_matches_former_values_and_gradients_fp64(bidirectional):
+    """A kernel truncated to k ≪ L convolves with FFTs of L + k rounded up to 512 (here 1,024, not
+    2L = 1,400): values and gradients still equal the plain-autograd 2L reference."""
+    torch.manual_seed(5)
+    ema = MultiDimDampedEMA(dim=3, ndim=2, bidirectional=bidirectional, truncation=100).double()
+    with torch.no_grad():
+        ema.alpha.fill_(-3.0)  # slow decay: the taps near lag 100 still matter
+    x = torch.randn(2, 700, 3, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(2, 700, dtype=torch.bool)
+    mask[1, 650:] = False
+    upstream = torch.randn(2, 700, 3, dtype=torch.float64)
+    results = []
+    for fn in (lambda e, x, m: e(x, m), former_ema):
+        ema.zero_grad()
+        x.grad = None
+        out = fn(ema, x, mask)
+        (out * upstream).sum().backward()
+        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in ema.parameters()])
+    for got, want in zip(*results):
+        assert torch.allclose(got, want, atol=1e-10, rtol=1e-9)

@@ -22,6 +22,19 @@ from .checks import check_positive
 
 _KERNEL_CHUNK = 1 << 22  # values of a (channels, ndim, k) decay slab built at once
 _LOG_TINY = -60.0
+_FFT_GRAIN = 512  # FFT lengths of a truncated kernel are multiples of this: small prime factors
+
+
+def _fft_length(length: int, taps: int) -> int:
+    """FFT size for convolving ``length`` inputs with ``taps`` lags each way without wrap-around.
+
+    Anything ≥ length + taps − 1 is exact. The untruncated kernel (taps = length) keeps the
+    official 2·length; a truncated one (Path-X: 16,384 positions, 4,096 taps) needs less, rounded
+    up to a multiple of ``_FFT_GRAIN`` (20,480 there: the EMA's FFTs cost 0.7× those of 32,768).
+    """
+    if taps >= length:
+        return 2 * length
+    return min(2 * length, -(-(length + taps) // _FFT_GRAIN) * _FFT_GRAIN)
 
 
 def _decay_chunks(log_q: Tensor, length: int):
@@ -177,7 +190,7 @@ class MultiDimDampedEMA(nn.Module):
         length = x.size(1)
         with torch.autocast(device_type=x.device.type, enabled=False):
             kernel = self.kernel(length)
-            n_fft = 2 * length
+            n_fft = _fft_length(length, kernel.size(1))
             if self.bidirectional:
                 past, future = kernel.split(self.dim, dim=0)
                 taps = past.new_zeros(self.dim, n_fft)

@@ -135,6 +135,19 @@ def former_ema(ema: MultiDimDampedEMA, x: torch.Tensor, mask=None) -> torch.Tens
     return F.silu(conv + x * ema.omega)
 
 
+def _lean(ema: MultiDimDampedEMA, x: torch.Tensor, mask=None) -> torch.Tensor:
+    return ema(x, mask)
+
+
+def values_and_grads(fn, ema: MultiDimDampedEMA, x: torch.Tensor, mask, upstream: torch.Tensor) -> list:
+    """fn(ema, x, mask) and the gradients of ⟨it, upstream⟩ for x and every EMA parameter."""
+    ema.zero_grad()
+    x.grad = None
+    out = fn(ema, x, mask)
+    (out * upstream).sum().backward()
+    return [out.detach(), x.grad.clone()] + [p.grad.clone() for p in ema.parameters()]
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("truncation", [None, 6])
 @pytest.mark.parametrize("padded", [False, True])
@@ -144,15 +157,8 @@ def test_lean_autograd_matches_former_values_and_gradients_fp64(bidirectional, t
     x = torch.randn(3, 13, 5, dtype=torch.float64, requires_grad=True)
     mask = torch.rand(3, 13) > 0.3 if padded else None
     upstream = torch.randn(3, 13, 5, dtype=torch.float64)
-
-    def grads(fn):
-        ema.zero_grad()
-        x.grad = None
-        out = fn(ema, x, mask)
-        (out * upstream).sum().backward()
-        return [out.detach(), x.grad.clone()] + [p.grad.clone() for p in ema.parameters()]
-
-    for got, want in zip(grads(lambda e, x, m: e(x, m)), grads(former_ema)):
+    for got, want in zip(values_and_grads(_lean, ema, x, mask, upstream),
+                         values_and_grads(former_ema, ema, x, mask, upstream)):
         assert torch.allclose(got, want, atol=1e-10, rtol=1e-9)
 
 
@@ -183,12 +189,6 @@ def test_truncated_kernel_shorter_fft_matches_former_values_and_gradients_fp64(b
     mask = torch.ones(2, 700, dtype=torch.bool)
     mask[1, 650:] = False
     upstream = torch.randn(2, 700, 3, dtype=torch.float64)
-    results = []
-    for fn in (lambda e, x, m: e(x, m), former_ema):
-        ema.zero_grad()
-        x.grad = None
-        out = fn(ema, x, mask)
-        (out * upstream).sum().backward()
-        results.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in ema.parameters()])
-    for got, want in zip(*results):
+    for got, want in zip(values_and_grads(_lean, ema, x, mask, upstream),
+                         values_and_grads(former_ema, ema, x, mask, upstream)):
         assert torch.allclose(got, want, atol=1e-10, rtol=1e-9)

@@ -139,7 +139,8 @@ def _lean(ema: MultiDimDampedEMA, x: torch.Tensor, mask=None) -> torch.Tensor:
     return ema(x, mask)
 
 
-def values_and_grads(fn, ema: MultiDimDampedEMA, x: torch.Tensor, mask, upstream: torch.Tensor) -> list:
+def values_and_grads(fn, ema: MultiDimDampedEMA, x: torch.Tensor, mask,
+                     upstream: torch.Tensor) -> list:
     """fn(ema, x, mask) and the gradients of ⟨it, upstream⟩ for x and every EMA parameter."""
     ema.zero_grad()
     x.grad = None

@@ -22,7 +22,11 @@ _WHERE_KEYS = {
 DEFAULT_STAGE = "classify"
 # Settings added after runs were recorded, with the value that computes what those runs computed:
 # left out of the digest at that value, so a run of today's preset groups with the earlier seeds.
-_LATER_KEYS = {"data": {"eos": False}}
+_LATER_KEYS = {
+    "data": {"eos": False},
+    "model": {"ema_init": "official", "ema_timescales": [2, 1024]},
+    "optim": {"ema_lr_scale": 1.0, "ema_weight_decay": None},
+}
 # Overrides that only say where a run lives or how it logs: left out of the wandb name.
 _NAME_SKIP = ("task", "experiment", "stage", "logger", "callbacks", "resume", "paths", "hydra", "data.root",
               "data.cache_dir", "data.num_workers", "data.pin_memory", "data.path", "test",
@@ -46,7 +50,8 @@ def config_digest(config: dict[str, Any], seed: bool = True, init: dict[str, Any
     for section, keys in _WHERE_KEYS.items():
         kept[section] = {k: v for k, v in (kept[section] or {}).items() if k not in keys}
     for section, earlier in _LATER_KEYS.items():
-        kept[section] = {k: v for k, v in kept[section].items() if not (k in earlier and v == earlier[k])}
+        kept[section] = {k: v for k, v in (kept[section] or {}).items()
+                         if not (k in earlier and v == earlier[k])}
     if not seed:
         kept.pop("seed")
         kept["data"] = {k: v for k, v in kept["data"].items() if k != "shuffle_seed"}

@@ -23,8 +23,9 @@ from lra_mega.callbacks import CONFIG_KEY
 from lra_mega.resume import LAST_CHECKPOINT, RESULTS_FILE, _one_line
 
 PRETRAIN_STAGE = "pretrain"
-#: Encoder arguments that hold no weights and may differ between pretraining and fine-tuning.
-MAY_DIFFER = ("dropout", "attention_dropout", "hidden_dropout", "checkpoint_blocks")
+#: Encoder arguments that hold no weights (or only set initial ones) and may differ between pretraining
+#: and fine-tuning.
+MAY_DIFFER = ("dropout", "attention_dropout", "hidden_dropout", "checkpoint_blocks", "ema_init", "ema_timescales")
 #: Encoder arguments the datamodule sets, and the data key behind each.
 FROM_DATA = {"vocab_size": "the task's vocabulary", "input_kind": "the task's input", "max_len": "data.seq_len"}
 

@@ -75,7 +75,8 @@ class LRAClassifier(L.LightningModule):
     The LR warms up from ``warmup_init_lr`` to ``lr`` over ``warmup_steps`` updates as
     ``(step / warmup_steps) ** warmup_power``, then decays linearly to 0 at ``total_steps``.
     Weight decay covers every parameter unless ``weight_decay_exempt`` (then norms, biases,
-    1-d and EMA parameters are spared). ``compile`` runs the encoder through ``torch.compile``
+    1-d and EMA parameters are spared). ``ema_lr_scale`` / ``ema_weight_decay`` give the EMA's
+    δ, α, β a group of their own (:func:`lra_mega.optim.param_groups`). ``compile`` runs the encoder through ``torch.compile``
     (in place: checkpoints keep the plain parameter names).
     """
 
@@ -94,6 +95,8 @@ class LRAClassifier(L.LightningModule):
         warmup_init_lr: float = 0.0,
         warmup_power: float = 1.0,
         weight_decay_exempt: bool = False,
+        ema_lr_scale: float = 1.0,
+        ema_weight_decay: float | None = None,
         compile: bool = False,
     ) -> None:
         super().__init__()

@@ -24,22 +24,45 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or bool(getattr(param, "_no_weight_decay", False))
 
 
-def param_groups(module: nn.Module, weight_decay: float, exempt: bool = False) -> list[dict]:
+def is_ema_recurrence(param: nn.Parameter) -> bool:
+    """True for the EMA's δ, α, β (decay and input of the recurrence), which the model marks."""
+    return bool(getattr(param, "_ema_recurrence", False))
+
+
+def param_groups(
+    module: nn.Module,
+    weight_decay: float,
+    exempt: bool = False,
+    ema_lr_scale: float = 1.0,
+    ema_weight_decay: float | None = None,
+) -> list[dict]:
     """AdamW parameter groups (named).
 
     ``exempt=False`` (the official runs): one group, every trainable parameter decays.
     ``exempt=True``: a decayed group and a ``no_decay`` group (:func:`no_weight_decay`).
+    ``ema_lr_scale`` ≠ 1 or ``ema_weight_decay`` set: the EMA's δ, α, β get their own ``ema``
+    group with ``lr_scale`` (times the schedule's LR) and that weight decay (default: as the
+    others), as S4 trains its SSM's (Δ, A, B).
     """
     params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    groups: list[dict] = []
+    if ema_lr_scale != 1.0 or ema_weight_decay is not None:
+        if not ema_lr_scale > 0:
+            raise ValueError(f"optim.ema_lr_scale={ema_lr_scale!r} must be > 0 (1: the LR of the others)")
+        ema = [p for _, p in params if is_ema_recurrence(p)]
+        params = [(n, p) for n, p in params if not is_ema_recurrence(p)]
+        decay = weight_decay if ema_weight_decay is None else ema_weight_decay
+        groups.append({"params": ema, "weight_decay": decay, "lr_scale": ema_lr_scale, "name": "ema"})
     if not exempt:
-        return [{"params": [p for _, p in params], "weight_decay": weight_decay, "name": "all"}]
-    decay, spared = [], []
-    for name, param in params:
-        (spared if no_weight_decay(name, param) else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
-        {"params": spared, "weight_decay": 0.0, "name": "no_decay"},
-    ]
+        groups.insert(0, {"params": [p for _, p in params], "weight_decay": weight_decay, "name": "all"})
+    else:
+        decay, spared = [], []
+        for name, param in params:
+            (spared if no_weight_decay(name, param) else decay).append(param)
+        groups[:0] = [
+            {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+            {"params": spared, "weight_decay": 0.0, "name": "no_decay"},
+        ]
     return [g for g in groups if g["params"]]
 
 
@@ -82,7 +105,13 @@ def adamw_with_schedule(module: nn.Module, hp: Any) -> dict[str, Any]:
     ``weight_decay``, ``weight_decay_exempt``, ``betas``, ``eps``, ``warmup_steps``, ``total_steps``,
     ``warmup_init_lr``, ``warmup_power``): AdamW (decoupled decay, as fairseq's adam), the LR
     stepped every update (LambdaLR over :func:`warmup_linear_decay`)."""
-    groups = param_groups(module, hp.weight_decay, exempt=hp.weight_decay_exempt)
+    groups = param_groups(
+        module, hp.weight_decay, exempt=hp.weight_decay_exempt,
+        ema_lr_scale=float(getattr(hp, "ema_lr_scale", 1.0)),
+        ema_weight_decay=getattr(hp, "ema_weight_decay", None),
+    )
+    for group in groups:
+        group["lr"] = hp.lr * group.get("lr_scale", 1.0)
     optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
     schedule = partial(
         warmup_linear_decay,
@@ -91,6 +120,7 @@ def adamw_with_schedule(module: nn.Module, hp: Any) -> dict[str, Any]:
         init_ratio=hp.warmup_init_lr / hp.lr,
         power=hp.warmup_power,
     )
+    # one multiplier for every group: each keeps its own peak LR (initial_lr) under the schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return {
         "optimizer": optimizer,

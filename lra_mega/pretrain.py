@@ -71,6 +71,8 @@ class SelfPretrainer(L.LightningModule):
         warmup_init_lr: float = 0.0,
         warmup_power: float = 1.0,
         weight_decay_exempt: bool = False,
+        ema_lr_scale: float = 1.0,
+        ema_weight_decay: float | None = None,
         compile: bool = False,
     ) -> None:
         super().__init__()

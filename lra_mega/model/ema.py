@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_positive
+from .checks import check_choice, check_positive
 
 _KERNEL_CHUNK = 1 << 22  # values of a (channels, ndim, k) decay slab built at once
 _LOG_TINY = -60.0
 _FFT_GRAIN = 512  # FFT lengths of a truncated kernel are multiples of this: small prime factors
+EMA_INITS = ("official", "timescale")
 
 
 def _fft_length(length: int, taps: int) -> int:
@@ -126,10 +127,20 @@ class MultiDimDampedEMA(nn.Module):
         ndim: int = 16,
         bidirectional: bool = True,
         truncation: int | None = None,
+        init: str = "official",
+        timescales: tuple[float, float] = (2.0, 1024.0),
     ) -> None:
         super().__init__()
         check_positive("dim", dim)
         check_positive("ndim", ndim)
+        check_choice("ema_init", init, EMA_INITS)
+        low, high = (float(t) for t in timescales)
+        if not 1.5 <= low <= high:
+            raise ValueError(
+                f"ema_timescales={list(timescales)!r} must be [low, high] with 1.5 <= low <= high "
+                "(e-folding lengths in positions; with σ(α) ≈ ½ a shorter one needs p = σ(δ) > 1)"
+            )
+        self.init, self.timescales = init, (low, high)
         if truncation is not None and truncation != -1:
             check_positive("truncation", truncation)
         self.dim = dim
@@ -145,6 +156,8 @@ class MultiDimDampedEMA(nn.Module):
         self.omega = nn.Parameter(torch.empty(dim))
         for p in (self.delta, self.alpha, self.beta, self.gamma, self.omega):
             p._no_weight_decay = True  # EMA parameters are excluded from weight decay
+        for p in (self.delta, self.alpha, self.beta):
+            p._ema_recurrence = True  # decay and input of the recurrence: S4's (Δ, A, B) for its optimiser group
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -158,6 +171,20 @@ class MultiDimDampedEMA(nn.Module):
             self.beta.add_(sign)
             nn.init.normal_(self.gamma, mean=0.0, std=1.0)
             nn.init.normal_(self.omega, mean=0.0, std=1.0)
+            if self.init == "timescale":
+                self.spread_timescales(*self.timescales)
+
+    def spread_timescales(self, low: float, high: float) -> None:
+        """Set δ so that each component's decay q = exp(−1/τ) has an e-folding length τ drawn
+        log-uniformly from [low, high] positions (α keeps its official draw).
+
+        The official init gives every component q ≈ 0.75 (τ ≈ 3.5 positions); S4's Δ and LRU's
+        ring init spread their state's timescales over the sequence length instead.
+        """
+        with torch.no_grad():
+            tau = torch.exp(torch.empty_like(self.delta).uniform_(math.log(low), math.log(high)))
+            p = (-torch.expm1(-1.0 / tau)) / torch.sigmoid(self.alpha)  # 1 − q = p·σ(α)
+            self.delta.copy_(torch.logit(p.clamp(max=0.999)))
 
     def coefficients(self) -> tuple[Tensor, Tensor]:
         """Return (p, q) of shape (kernel_dim, ndim, 1) in fp32 (fp64 parameters stay): p = σ(δ), q = 1 − p·σ(α)."""

@@ -81,6 +81,8 @@ class MegaEncoder(nn.Module):
         bidirectional: bool = True,
         ffn_dim: int | None = None,
         checkpoint_blocks: bool = False,
+        ema_init: str = "official",
+        ema_timescales: tuple[float, float] = (2.0, 1024.0),
     ) -> None:
         super().__init__()
         check_choice("input_kind", input_kind, INPUT_KINDS)
@@ -114,6 +116,8 @@ class MegaEncoder(nn.Module):
                 attention_dropout=attention_dropout,
                 hidden_dropout=hidden_dropout,
                 causal=not bidirectional,
+                ema_init=ema_init,
+                ema_timescales=tuple(ema_timescales),
             )
             for _ in range(depth)
         )

@@ -47,6 +47,8 @@ class MovingAverageGatedAttention(nn.Module):
         attention_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
         causal: bool = False,
+        ema_init: str = "official",
+        ema_timescales: tuple[float, float] = (2.0, 1024.0),
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("zdim", zdim), ("hdim", hdim), ("max_len", max_len)):
@@ -64,7 +66,9 @@ class MovingAverageGatedAttention(nn.Module):
         self.attention_dropout = check_probability("attention_dropout", attention_dropout)
 
         self.norm = SequenceNorm(norm, dim)
-        self.ema = MultiDimDampedEMA(dim, ndim, bidirectional=not causal, truncation=truncation)
+        self.ema = MultiDimDampedEMA(
+            dim, ndim, bidirectional=not causal, truncation=truncation, init=ema_init, timescales=ema_timescales
+        )
         self.v_proj = init_linear(nn.Linear(dim, hdim))
         self.mx_proj = init_linear(nn.Linear(dim, zdim + hdim + 2 * dim))
         self.h_proj = init_linear(nn.Linear(hdim, dim))

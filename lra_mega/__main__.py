@@ -24,7 +24,7 @@ from hydra.errors import (ConfigCompositionException, InstantiationException, Mi
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from lra_mega import resolvers  # noqa: F401  (registers ${lra.*} before composition)
+from lra_mega.run import resolvers  # noqa: F401  (registers ${lra.*} before composition)
 
 PROG = "lra_mega"
 GROUPS = ("task", "experiment", "stage", "trainer", "model", "optim", "logger", "callbacks", "sweep")
@@ -58,7 +58,8 @@ other options:
   -m, --multirun      run a sweep (comma-separated values)
   --hydra-help        Hydra's own options
 
-Errors print one line (LRA_MEGA_DEBUG=1 shows the traceback). Docs: README.md, docs/PRESETS.md.
+Errors print one line (LRA_MEGA_DEBUG=1 shows the traceback).
+Docs: README.md, docs/USAGE.md, docs/PRESETS.md.
 """
 
 
@@ -86,7 +87,7 @@ def help_text() -> str:
 
 def _unknown_key(err: ConfigCompositionException) -> str | None:
     """"unknown key X; nearest valid: ..." for an override of a key no config defines."""
-    from lra_mega.validate import flat_keys, unknown_key_message
+    from lra_mega.run.validate import flat_keys, unknown_key_message
 
     cause = err.__cause__
     full_key = getattr(cause, "full_key", None)
@@ -94,7 +95,7 @@ def _unknown_key(err: ConfigCompositionException) -> str | None:
     if not full_key or "not in struct" not in str(cause) and "Key '" not in str(cause):
         return None
     if str(full_key) == "pretrain" or str(full_key).startswith("pretrain."):
-        from lra_mega.validate import PRETRAIN_ONLY
+        from lra_mega.run.validate import PRETRAIN_ONLY
 
         return PRETRAIN_ONLY
     if parent is None:
@@ -227,7 +228,7 @@ def _user_error(err: BaseException, cfg: DictConfig | None = None) -> str | None
 @hydra.main(version_base="1.3", config_path="pkg://lra_mega.configs", config_name="config")
 def _app(cfg: DictConfig) -> float | None:
     # heavy imports after composition, so bad choices fail fast
-    from lra_mega.train import train
+    from lra_mega.run.train import train
 
     # `import lightning` adds its own stderr handler; Hydra's root handler already prints.
     logging.getLogger("lightning").handlers.clear()

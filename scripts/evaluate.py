@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from lra_mega.data.errors import LRADataError
-from lra_mega.evaluation import SPLITS, evaluate_checkpoint
+from lra_mega.run.evaluation import SPLITS, evaluate_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

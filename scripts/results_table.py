@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lra_mega.curves import plot_curves, plot_run_curves
-from lra_mega.report import collect, export_runs, markdown_table
+from lra_mega.results.curves import plot_curves, plot_run_curves
+from lra_mega.results.report import collect, export_runs, markdown_table
 from out_paths import require_writable
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="copy each full-size run's record to DIR/<preset>/seed<N>/ and tabulate DIR")
     p.add_argument("--notes", type=Path, help="markdown put above the table (e.g. what the runs show)")
     p.add_argument("--redraw-curves", action="store_true",
-                   help="re-draw each run's own curves.png from its csv logs (after a fix in lra_mega.curves)")
+                   help="re-draw each run's own curves.png from its csv logs (after a fix in lra_mega.results.curves)")
     args = p.parse_args(argv)
     for flag, path, is_file in (("--out", args.out, True), ("--plot", args.plot, True),
                                 ("--export", args.export, False)):

@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import lra_mega.resolvers  # noqa: F401
+import lra_mega.run.resolvers  # noqa: F401
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from lra_mega.data import cache, shards
 from lra_mega.data.errors import LRADataError
-from lra_mega.validate import check_paths
+from lra_mega.run.validate import check_paths
 
 REPO = Path(__file__).resolve().parents[1]
 NO_PROC = not Path("/proc/self").exists()
@@ -101,7 +101,7 @@ def test_data_root_that_is_a_file_is_refused(tmp_path):
 
 
 def test_unreadable_data_root_is_refused(tmp_path, monkeypatch):
-    import lra_mega.validate as validate
+    import lra_mega.run.validate as validate
 
     root = tmp_path / "root"
     root.mkdir()
@@ -316,7 +316,7 @@ def test_hub_parquet_on_a_full_disk_leaves_no_parquet(tmp_path, monkeypatch):
     (OSError(errno.EINVAL, "Invalid argument"), False),  # a bug: its traceback, not a run-dir message
 ])
 def test_os_errors_of_the_run_itself(tmp_path, monkeypatch, capsys, error, one_line):
-    import lra_mega.train
+    import lra_mega.run.train
     from hydra.core.global_hydra import GlobalHydra
 
     from lra_mega.__main__ import main
@@ -324,7 +324,7 @@ def test_os_errors_of_the_run_itself(tmp_path, monkeypatch, capsys, error, one_l
     def train(cfg):
         raise error
 
-    monkeypatch.setattr(lra_mega.train, "train", train)
+    monkeypatch.setattr(lra_mega.run.train, "train", train)
     monkeypatch.setattr(sys, "argv", ["lra_mega", "task=listops", "trainer=smoke", "logger=none",
                                       f"hydra.run.dir={tmp_path / 'run'}"])
     monkeypatch.delenv("LRA_MEGA_DEBUG", raising=False)

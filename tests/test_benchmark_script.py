@@ -1,4 +1,4 @@
-"""scripts/benchmark.py: shapes from the composed paper configs, speed and --memory rows; benchmark_data --out;
+"""scripts/bench/benchmark.py: shapes from the composed paper configs, speed and --memory rows; benchmark_data --out;
 benchmark_extrapolation at a smoke size."""
 
 import json
@@ -10,12 +10,13 @@ import pytest
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+BENCH = ROOT / "scripts" / "bench"
+sys.path[:0] = [str(BENCH), str(ROOT / "scripts")]  # bench_common, out_paths
 
 
 def _run_script(name, argv, monkeypatch):
     monkeypatch.setattr(sys, "argv", [name, *argv])
-    runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
+    runpy.run_path(str(BENCH / name), run_name="__main__")
 
 
 def test_task_shapes_come_from_the_paper_configs():
@@ -106,6 +107,26 @@ def test_extrapolation_benchmark_smoke(tmp_path, monkeypatch):
     assert (out / "extrapolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bits_per_byte_worked_by_hand():
+    """``evaluate`` on a ten-byte stream with a model whose probabilities are known: logit ln 3 for
+    "the next byte is this one + 1", 0 for the other 256 (p = 3/259 or 1/259). Windows of 4:
+    (10 − 1) // 4 = 2, inputs [1 2 3 5] → [2 3 5 6] (3 right) and [6 7 7 8] → [7 7 8 20] (2 right)."""
+    import math
+
+    import torch
+    from benchmark_extrapolation import evaluate
+
+    class NextIsPlusOne(torch.nn.Module):
+        def forward(self, window):
+            logits = torch.zeros(*window.shape, 257)
+            return logits.scatter_(-1, (window + 1).clamp(max=256).unsqueeze(-1), math.log(3.0))
+
+    stream = torch.tensor([1, 2, 3, 5, 6, 7, 7, 8, 20, 21])
+    by_hand = (5 * math.log2(259 / 3) + 3 * math.log2(259)) / 8
+    for batch_bytes in (4, 16384):  # a window per batch, or both in one
+        assert evaluate(NextIsPlusOne(), stream, 4, batch_bytes) == pytest.approx(by_hand, rel=1e-6)
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--lengths", "512", "1024"], "must include --train-len 256"),
     (["--eval-bytes", "100"], "--eval-bytes 100 is below the longest length 4096"),
@@ -118,14 +139,15 @@ def test_extrapolation_benchmark_bad_flags_name_the_fix(argv, needle, monkeypatc
 
 
 def test_no_import_cycle_among_scripts():
-    """scripts/ import their shared code from sibling modules; none may import back (a cycle)."""
+    """scripts/ (and its gpu/, bench/) import their shared code from modules of scripts/ by path;
+    none may import back (a cycle)."""
     import ast
-    from pathlib import Path
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
-    names = {p.stem for p in scripts.glob("*.py")}
+    scripts = ROOT / "scripts"
+    names = {p.stem for p in scripts.rglob("*.py")}
+    assert len(names) == len(list(scripts.rglob("*.py"))), "two scripts share a module name"
     graph = {}
-    for path in scripts.glob("*.py"):
+    for path in scripts.rglob("*.py"):
         imported = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module in names:
@@ -143,11 +165,11 @@ def test_no_import_cycle_among_scripts():
 
 
 @pytest.mark.parametrize("script, args", [
-    ("benchmark.py", ["--out", "{file}/speed"]),
-    ("benchmark_data.py", ["--out", "{file}/sub"]),
-    ("benchmark_pathfinder.py", ["--out", "{file}/gen"]),
-    ("benchmark_lite.py", ["--out", "{file}"]),
-    ("benchmark_extrapolation.py", ["--out", "{file}/sub"]),
+    ("bench/benchmark.py", ["--out", "{file}/speed"]),
+    ("bench/benchmark_data.py", ["--out", "{file}/sub"]),
+    ("bench/benchmark_pathfinder.py", ["--out", "{file}/gen"]),
+    ("bench/benchmark_lite.py", ["--out", "{file}"]),
+    ("bench/benchmark_extrapolation.py", ["--out", "{file}/sub"]),
     ("results_table.py", ["{tmp}", "--out", "{file}/table.md"]),
     ("results_table.py", ["{tmp}", "--export", "{file}"]),
     ("generate_pathfinder.py", ["--samples", "{tmp}"]),

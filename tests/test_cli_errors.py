@@ -64,7 +64,7 @@ def test_debug_shows_the_traceback(run_cli, tmp_path, debug):
     ],
 )
 def test_bad_run_numbers_name_the_key(override, needle):
-    from lra_mega.train import check_run_settings
+    from lra_mega.run.train import check_run_settings
 
     cfg = compose_config(["task=listops", "trainer=smoke", override])
     with pytest.raises(ValueError) as err:
@@ -110,7 +110,7 @@ def test_unparsable_override_is_one_line(run_cli):
     ],
 )
 def test_bad_top_level_values_name_the_key(overrides, needle):
-    from lra_mega.validate import check_run_settings
+    from lra_mega.run.validate import check_run_settings
 
     cfg = compose_config(["task=listops", "trainer=smoke", *overrides])
     with pytest.raises(ValueError) as err:

@@ -75,7 +75,7 @@ def test_experiments_compose(task):
 def test_config_digest_ignores_where_a_run_lives(tmp_path):
     from omegaconf import OmegaConf
 
-    from lra_mega.train import config_digest
+    from lra_mega.run.train import config_digest
 
     def digest(out, *extra):
         cfg = compose_config(["task=listops", "trainer=smoke", *extra], output_dir=tmp_path / out)
@@ -103,9 +103,9 @@ def test_trainer_variants(monkeypatch):
                               "trainer.accelerator=gpu"]).trainer
     assert by_flag.sync_batchnorm is True
     on_cpu = ["task=pathfinder", "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
-    import lra_mega.resolvers
+    import lra_mega.run.resolvers
 
-    monkeypatch.setattr(lra_mega.resolvers, "_warned", set())  # the warning is printed once per process
+    monkeypatch.setattr(lra_mega.run.resolvers, "_warned", set())  # the warning is printed once per process
     with pytest.warns(UserWarning, match="keeping plain BatchNorm"):
         assert compose_config(on_cpu).trainer.sync_batchnorm is False
     assert compose_config(["task=pathfinder"]).trainer.sync_batchnorm is False

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from lra_mega.data.sampling import EpochShuffleSampler, LengthGroupedSampler
-from lra_mega.identity import is_limited
-from lra_mega.train import train
+from lra_mega.run.identity import is_limited
+from lra_mega.run.train import train
 
 # the task's own attention, norm and norm placement (the official recipe's form)
 FORM = {"listops": ("softmax", "layernorm"), "text": ("softmax", "scalenorm"),
@@ -181,7 +181,7 @@ def test_cpu_warning_names_the_lite_command(run_cli, tmp_path, trigger):
 # ----- FLOPs for the ThroughputMonitor ------------------------------------------------------
 
 def test_flops_per_batch_is_counted_without_touching_the_model(offline_env, tmp_path):
-    from lra_mega.module import LRAClassifier
+    from lra_mega.training.classifier import LRAClassifier
 
     encoder = dict(_target_="lra_mega.model.MegaEncoder", vocab_size=16, input_kind="tokens", dim=32,
                    depth=2, zdim=16, hdim=64, chunk_size=32, norm="batchnorm", dropout=0.1, max_len=256)

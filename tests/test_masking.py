@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lra_mega.data.sequences import PadCollate
-from lra_mega.masking import (choose_masked, masked_accuracy, masked_loss, next_position_targets,
+from lra_mega.training.masking import (choose_masked, masked_accuracy, masked_loss, next_position_targets,
                               pixel_levels)
 
 

@@ -13,9 +13,9 @@ from harness import SMOKE, Crash, compose_config, csv_column, error_lines
 from hydra.utils import instantiate
 from torch.nn import functional as F
 
-from lra_mega.pretrain import SelfPretrainer
-from lra_mega.resume import config_differences
-from lra_mega.train import build_model, start_from, train
+from lra_mega.training.pretrain import SelfPretrainer
+from lra_mega.run.resume import config_differences
+from lra_mega.run.train import build_model, start_from, train
 
 ENCODER = {"_target_": "lra_mega.model.MegaEncoder", "vocab_size": 12, "input_kind": "tokens", "dim": 16,
            "depth": 2, "zdim": 8, "hdim": 32, "max_len": 64, "dropout": 0.0, "chunk_size": -1}
@@ -49,7 +49,8 @@ def test_masked_loss_is_the_mean_over_hidden_positions_by_loops():
 
 
 def test_hidden_positions_do_not_see_their_own_input():
-    """The mask embedding replaces the hidden tokens: changing them changes no prediction."""
+    """The mask embedding replaces the hidden tokens: changing them changes no prediction; changing
+    one visible token does change the predictions at the hidden positions (the model reads its input)."""
     module = SelfPretrainer(encoder=ENCODER, objective="masked", mask_prob=0.3).eval()
     x, mask = _tokens()
     with torch.no_grad():
@@ -57,8 +58,13 @@ def test_hidden_positions_do_not_see_their_own_input():
         changed = torch.where(where, (x % 11) + 1, x)  # every hidden token replaced by another one
         assert not torch.equal(changed, x)
         second, _, where2 = module.predict(changed, mask, torch.Generator().manual_seed(5))
-    assert torch.equal(where, where2)
+        seen = tuple((mask & ~where).nonzero()[0])  # one real position that is not hidden
+        other = x.clone()
+        other[seen] = x[seen] % 11 + 1
+        third, _, where3 = module.predict(other, mask, torch.Generator().manual_seed(5))
+    assert torch.equal(where, where2) and torch.equal(where, where3)
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+    assert (third[where] - first[where]).abs().max() > 1e-4
 
 
 def test_causal_objective_predicts_the_next_token_from_the_past_only():
@@ -112,10 +118,22 @@ def _finetune_model(overrides, out):
     return cfg, model
 
 
+def stored_encoder(results) -> dict[str, torch.Tensor]:
+    """The encoder weights and buffers of a pretraining run's best checkpoint."""
+    ckpt = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)
+    return {k[len("encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+
+
+def assert_loaded(encoder: torch.nn.Module, stored: dict[str, torch.Tensor]) -> None:
+    loaded = encoder.state_dict()
+    assert sorted(loaded) == sorted(stored)
+    for key, value in stored.items():
+        assert torch.equal(loaded[key], value), key
+
+
 def test_init_from_loads_exactly_the_pretrained_encoder_and_a_fresh_head(pretrained_run, tmp_path, offline_env):
     run_dir, results = pretrained_run
-    ckpt = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)
-    stored = {k[len("encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+    stored = stored_encoder(results)
     assert any(k.endswith("running_mean") for k in stored)  # BatchNorm statistics travel too
 
     cfg, model = _finetune_model([f"init_from={run_dir}"], tmp_path / "ft")
@@ -123,10 +141,7 @@ def test_init_from_loads_exactly_the_pretrained_encoder_and_a_fresh_head(pretrai
     pretrained = start_from(cfg, model, resumed=False)
     assert pretrained.path.name == ckpt_name(results)
 
-    loaded = model.encoder.state_dict()
-    assert sorted(loaded) == sorted(stored)
-    for key, value in stored.items():
-        assert torch.equal(loaded[key], value), key
+    assert_loaded(model.encoder, stored)
     assert any(not torch.equal(scratch.encoder.state_dict()[k], v) for k, v in stored.items())
     # the head is the one a from-scratch run of this seed builds: nothing of the pretraining in it
     for (name, a), (_, b) in zip(model.head.state_dict().items(), scratch.head.state_dict().items()):
@@ -153,10 +168,12 @@ def test_finetuning_run_records_init_from(pretrained_run, tmp_path, offline_env)
     (["model.dropout=0.3"], None),  # weightless settings may differ
 ])
 def test_mismatched_encoder_config_names_the_keys(pretrained_run, tmp_path, offline_env, override, needles):
-    run_dir, _ = pretrained_run
+    run_dir, results = pretrained_run
     cfg, model = _finetune_model([*override, f"init_from={run_dir}"], tmp_path / "ft")
-    if needles is None:
+    if needles is None:  # loaded as they are, the fine-tuning dropout kept
         start_from(cfg, model, resumed=False)
+        assert_loaded(model.encoder, stored_encoder(results))
+        assert model.encoder.layers[0].attention.dropout.p == pytest.approx(0.3)
         return
     with pytest.raises(ValueError) as err:
         start_from(cfg, model, resumed=False)
@@ -246,7 +263,7 @@ def test_runs_stored_before_stages_existed_still_resume():
 
 
 def test_evaluate_refuses_a_pretraining_checkpoint(pretrained_run):
-    from lra_mega.evaluation import evaluate_checkpoint
+    from lra_mega.run.evaluation import evaluate_checkpoint
 
     _, results = pretrained_run
     with pytest.raises(ValueError, match="is a pretraining checkpoint") as err:

@@ -10,7 +10,7 @@ import torch
 from harness import compose_config
 from hydra.utils import instantiate
 
-from lra_mega.callbacks import ChanceLevel
+from lra_mega.run.callbacks import PLATEAU_ADVICE, ChanceLevel
 
 
 def _validate(cb: ChanceLevel, step: int, acc: float, labels: list[int], classes: int = 2) -> None:
@@ -36,7 +36,7 @@ def test_majority_class_run_is_at_chance_and_warned_once(caplog):
     # = 2·√(0.6·0.4/100) = 0.09798 > margin 0.01, so at chance up to 0.69798
     labels = [0] * 60 + [1] * 40
     cb = ChanceLevel(after=0.25, margin=0.01)
-    caplog.set_level(logging.INFO, logger="lra_mega.callbacks")
+    caplog.set_level(logging.INFO, logger="lra_mega.run.callbacks")
     _validate(cb, 10, 0.60, labels)
     assert cb.at_chance is None  # before 25 % of the 100 steps nothing is said
     _validate(cb, 25, 0.65, labels)
@@ -46,6 +46,7 @@ def test_majority_class_run_is_at_chance_and_warned_once(caplog):
     warnings = _warnings(caplog)
     assert len(warnings) == 1 and "still at chance after 25 of 100 steps" in warnings[0]
     assert "0.6980" in warnings[0] and "100 validation examples" in warnings[0]
+    assert PLATEAU_ADVICE in warnings[0]  # it names what to try, not only that the run is stuck
     _validate(cb, 75, 0.70, labels)  # best 0.70 > 0.69798: it left chance
     assert cb.at_chance is False and len(_warnings(caplog)) == 1
 
@@ -88,7 +89,7 @@ def test_results_record_the_runs_own_verdict_when_the_best_checkpoint_is_early(t
 
     from harness import SMOKE
 
-    from lra_mega.train import train
+    from lra_mega.run.train import train
 
     import time
 
@@ -104,3 +105,19 @@ def test_results_record_the_runs_own_verdict_when_the_best_checkpoint_is_early(t
     assert json.loads((run_dir / "results.json").read_text())["at_chance"] is True
     # nor does the wall time count the early checkpoint's time twice
     assert 0 < results["wall_time_s"] <= elapsed
+
+
+def test_every_option_the_warning_names_is_a_valid_pathfinder_override():
+    """The advice must stay actionable: each ``key=value`` it names composes and passes the checks."""
+    import re
+
+    from lra_mega.run.validate import check_config
+
+    named = re.findall(r"\b([a-z_]+\.[a-z_]+=[^\s,);]+(?:,[^\s,);\]]+)*\]?)", PLATEAU_ADVICE)
+    assert {o.split("=")[0] for o in named} >= {"model.ema_init", "optim.ema_weight_decay", "model.chunk_size",
+                                                "data.train_difficulties"}, named
+    for override in named:
+        if override.endswith("=-1"):
+            continue  # "or -1": the value is named in prose
+        overrides = ["experiment=pathfinder_lite", override]
+        check_config(compose_config(overrides), overrides)

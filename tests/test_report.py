@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lra_mega.curves import curves_figure, read_curves, run_label
-from lra_mega.report import collect, markdown_table
+from lra_mega.results.curves import curves_figure, read_curves, run_label
+from lra_mega.results.report import collect, markdown_table
 
 
 def _run(root: Path, name: str, task: str = "listops", *, seed: int | None = 1, test_acc: float = 0.6,
@@ -173,7 +173,7 @@ def _edit(path: Path, **changes) -> None:
 def test_fine_tuning_counts_its_pretraining_steps_and_time(tmp_path):
     """Equal compute: a run started from a pretraining run (found by the checkpoint or directory
     its init_from names, also after export) shows both stages' steps and the sum of their times."""
-    from lra_mega.report import export_runs
+    from lra_mega.results.report import export_runs
 
     runs = tmp_path / "runs"
     pre = _run(runs, "pre1", seed=1, experiment="listops_lite_spt_pretrain", digest="P")
@@ -200,7 +200,7 @@ def test_fine_tuning_counts_its_pretraining_steps_and_time(tmp_path):
 def test_export_keeps_a_variant_apart_from_its_preset(tmp_path):
     """A run with overrides that change what it computes is exported beside its preset's runs of
     the same seed, never over them."""
-    from lra_mega.report import export_runs
+    from lra_mega.results.report import export_runs
 
     runs = tmp_path / "runs"
     _run(runs, "a", "pathfinder", seed=1, experiment="pathfinder_lite", test_acc=0.51)

@@ -93,7 +93,7 @@ def test_killed_run_resumes_where_it_stopped(cli_env, tmp_path):
 def finished_run(tmp_path_factory, lra_cache):
     from harness import SMOKE, compose_config
 
-    from lra_mega.train import train
+    from lra_mega.run.train import train
 
     mp = pytest.MonkeyPatch()
     mp.setenv("WANDB_MODE", "offline")
@@ -113,7 +113,7 @@ def _snapshot(run_dir):
 def _train(overrides, run_dir):
     from harness import compose_config
 
-    from lra_mega.train import train
+    from lra_mega.run.train import train
 
     return train(compose_config(overrides, output_dir=run_dir))
 

@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 
 from lra_mega.__main__ import composition_message, help_text
 from lra_mega.data.errors import LRAConfigError
-from lra_mega.identity import hydra_overrides
-from lra_mega.validate import check_config
+from lra_mega.run.identity import hydra_overrides
+from lra_mega.run.validate import check_config
 
 
 def _composition_error(overrides: list[str]) -> str:
@@ -84,7 +84,7 @@ def test_model_and_trainer_are_checked_before_any_data_work(override, needle, tm
                                                             offline_env):
     """Path-X at full size: data work would mean generating 200k images."""
     from lra_mega.data.base import LRADataModule
-    from lra_mega.train import train
+    from lra_mega.run.train import train
 
     def no_data(self):
         raise AssertionError("data work started before the settings were checked")

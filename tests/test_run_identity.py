@@ -10,8 +10,8 @@ import yaml
 from harness import compose_config
 from omegaconf import OmegaConf
 
-from lra_mega.identity import config_digest, run_identity
-from lra_mega.validate import check_config
+from lra_mega.run.identity import config_digest, run_identity
+from lra_mega.run.validate import check_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_lite_presets_still_compute_their_committed_runs():
 
 
 def test_wandb_run_carries_preset_trainer_and_overrides(tmp_path, offline_env):
-    from lra_mega.train import instantiate_loggers
+    from lra_mega.run.train import instantiate_loggers
 
     ident, cfg = _identity(["experiment=listops_chunk", "trainer=smoke", "seed=3"])
     cfg = compose_config(["experiment=listops_chunk", "trainer=smoke", "seed=3"], output_dir=tmp_path)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from harness import SMOKE, Crash, compose_config, csv_column
 
-from lra_mega.train import train
+from lra_mega.run.train import train
 
 # 12 training examples in batches of 4: 3 batches an epoch; validation (and last.ckpt) every 2
 RUN = [*SMOKE, "trainer.max_steps=6", "trainer.val_check_interval=2", "test=false",
@@ -52,7 +52,7 @@ def test_longer_max_steps_continues_the_decay(tmp_path, offline_env):
     train(compose_config([*base, "trainer.max_steps=8"], output_dir=run_dir))
     lr_after = csv_column(run_dir, "lr/all", version=1)
     assert sorted(lr_after) == [4, 5, 6, 7]
-    # rule (README, Resume): from the last LR used, m = lr(3) / peak, linearly to 0 at the new end:
+    # rule (docs/RESUME.md): from the last LR used, m = lr(3) / peak, linearly to 0 at the new end:
     # lr(t) = peak * m * (T - t) / (T - s + 1), s = 4, T = 8
     m = lr_before[3] / 1e-2
     for t in range(4, 8):

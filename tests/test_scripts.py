@@ -9,8 +9,8 @@ import torch
 from harness import compose_config
 from hydra.utils import instantiate
 
-from lra_mega.module import LRAClassifier
-from lra_mega.train import train
+from lra_mega.training.classifier import LRAClassifier
+from lra_mega.run.train import train
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_evaluate_bad_checkpoint_is_one_line(run_cli, tmp_path, smoke_run):
     ("split=val", "unknown key split"),
 ])
 def test_evaluate_bad_overrides_name_the_key(smoke_run, override, needle):
-    from lra_mega.evaluation import parse_overrides
+    from lra_mega.run.evaluation import parse_overrides
 
     _, _, _, cfg = smoke_run
     from omegaconf import OmegaConf

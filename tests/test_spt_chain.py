@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from harness import TASKS, compose_config
 
-from lra_mega.train import train
+from lra_mega.run.train import train
 
 TINY = ["trainer=smoke", "logger=csv", "callbacks.progress_bar=null", "data.limit_examples=8",
         "trainer.max_steps=2", "trainer.val_check_interval=2", "optim.warmup_steps=0"]

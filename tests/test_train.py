@@ -9,7 +9,7 @@ import math
 import pytest
 from harness import TASKS, compose_config
 
-from lra_mega.train import train
+from lra_mega.run.train import train
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -31,6 +31,12 @@ def test_smoke_run_writes_results(task, run_cli, data_overrides, tmp_path):
     assert [str(p) for p in best] == [results["best_checkpoint"]]
     assert (run_dir / "csv" / "version_0" / "metrics.csv").is_file()
     assert results["wandb_run_id"] == (run_dir / "wandb_id.txt").read_text().strip()
+    # what ran: on the CPU the PyTorch paths (softmax: blockwise to train, SDPA without gradients)
+    fn = "softmax" if task in ("listops", "text", "retrieval") else "laplace"
+    paths = ["blockwise", "sdpa"] if fn == "softmax" else ["blockwise"]
+    assert results["ran"]["attention_paths"] == {f"{fn} attention": paths}
+    assert results["ran"]["precision"] == "32-true" and results["ran"]["compiled"] is False
+    assert results["ran"]["self_check_fallbacks"] == []
 
 
 def test_listops_training_loss_falls(tmp_path, offline_env):

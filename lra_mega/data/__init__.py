@@ -1,4 +1,8 @@
-"""Data layer: one LightningDataModule per LRA task, keyed by task name."""
+"""Data layer: one LightningDataModule per LRA task, keyed by task name (``DATAMODULES``), with what
+they need: the generators (ListOps, Pathfinder / Path-X), the readers of the official release and of
+the Hugging Face parquet files, the download, the cache and the samplers. It knows nothing of the
+model: it imports neither ``lra_mega.model`` nor the layers above (``training``, ``run``,
+``results``), only itself and its libraries (tests/test_layers.py checks the imports)."""
 
 from __future__ import annotations
 

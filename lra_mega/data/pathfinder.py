@@ -107,6 +107,10 @@ class PathfinderDataModule(LRADataModule):
         shard_size: images per resumable generation shard (multiple of 256; default
             2048 at 32 px, 1024 at 64, 512 at 128, 256 at 256).
         generator: overrides of :class:`PathfinderSettings` fields (e.g. ``{"margin": 1.0}``).
+        train_difficulties: a curriculum of mixed contour lengths, e.g. ``[6, 9, 14]``: the
+            training split holds an equal share of each (the first ``n_train / k`` images of each
+            length's own split, shuffled together), validation and test stay at ``difficulty``.
+            None (default): train at ``difficulty``.
         **kwargs: :class:`~lra_mega.data.base.LRADataModule` arguments (``batch_size``,
             ``seed``, ``cache_dir``, ``source`` ∈ {generate, release}, ``root`` for release).
     """
@@ -124,7 +128,8 @@ class PathfinderDataModule(LRADataModule):
 
     def __init__(self, n_train: int = 160_000, n_val: int = 20_000, n_test: int = 20_000,
                  difficulty: int = 14, resolution: int | None = None, workers: int | None = None,
-                 shard_size: int | None = None, generator: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 shard_size: int | None = None, generator: dict[str, Any] | None = None,
+                 train_difficulties: list[int] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         resolution = type(self).resolution if resolution is None else resolution
         if resolution not in RESOLUTIONS:
@@ -137,47 +142,84 @@ class PathfinderDataModule(LRADataModule):
         for name, n in sizes.items():
             if int(n) < 1:
                 raise LRAConfigError(f"task {self.task!r}: data.n_{name} must be >= 1, got {n}")
-        if difficulty not in DIFFICULTIES:
-            raise LRAConfigError(f"task {self.task!r}: data.difficulty={difficulty!r} is not a contour length "
-                                 f"of the benchmark; use one of {sorted(DIFFICULTIES)} (6 = curv_baseline)")
+        given = [("difficulty", difficulty, [difficulty])]
+        if train_difficulties is not None:
+            given.append(("train_difficulties", list(train_difficulties), list(train_difficulties)))
+        for key, shown, values in given:
+            if any(d not in DIFFICULTIES for d in values):
+                raise LRAConfigError(f"task {self.task!r}: data.{key}={shown!r} is not a contour length of the "
+                                     f"benchmark; use one of {sorted(DIFFICULTIES)} (6 = curv_baseline)")
+        if train_difficulties is not None and (not train_difficulties or len(set(train_difficulties))
+                                               != len(train_difficulties)):
+            raise LRAConfigError(f"task {self.task!r}: data.train_difficulties={list(train_difficulties)!r} must "
+                                 "list distinct contour lengths, e.g. [6, 9, 14] (null: train at data.difficulty)")
         if int(shard_size) < 1 or int(shard_size) % BLOCK_SIZE:
             raise LRAConfigError(f"task {self.task!r}: data.shard_size must be a positive multiple of "
                                  f"{BLOCK_SIZE}, got {shard_size}")
         self.sizes = {k: int(v) for k, v in sizes.items()}
         self.difficulty = int(difficulty)
+        self.train_difficulties = None if train_difficulties is None else [int(d) for d in train_difficulties]
         self.workers = workers
         self.shard_size = int(shard_size)
-        self.settings = pathfinder_settings(self.resolution, self.difficulty, **(generator or {}))
+        self.generator = dict(generator or {})
+        self.settings = pathfinder_settings(self.resolution, self.difficulty, **self.generator)
         self.seq_len = self.resolution * self.resolution
 
-    def _key(self, split: str) -> dict[str, Any]:
+    def _key(self, split: str, difficulty: int | None = None, n: int | None = None) -> dict[str, Any]:
+        difficulty = self.difficulty if difficulty is None else difficulty
         if self.source == "generate":
-            return self.cache_key(split, seed=self.seed, n=self.sizes[split], gen=GENERATOR_VERSION,
-                                  settings=self.settings.to_dict())
-        set_dir = self.release_path(release_subdir(self.resolution, self.difficulty))
+            settings = pathfinder_settings(self.resolution, difficulty, **self.generator)
+            return self.cache_key(split, seed=self.seed, n=self.sizes[split] if n is None else n,
+                                  gen=GENERATOR_VERSION, settings=settings.to_dict())
+        set_dir = self.release_path(release_subdir(self.resolution, difficulty))
         metadata = files_fingerprint((set_dir / "metadata").glob("*.npy"))
         return self.cache_key(split, dir=str(set_dir.resolve()), seed=self.seed, meta=metadata)
 
-    def _release_all(self, want: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _release_all(self, want: str, difficulty: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Decode the release once; cache every split, return ``want`` for the caller."""
-        set_dir = self.release_path(release_subdir(self.resolution, self.difficulty))
+        set_dir = self.release_path(release_subdir(self.resolution, difficulty))
         pixels, labels, skipped = read_release(set_dir, self.resolution, workers=self.workers)
         out = {split: ({"pixels": pixels[idx], "labels": labels[idx]},
                        {"count": len(idx), "skipped_in_release": skipped})
                for split, idx in split_indices(len(labels), self.seed).items()}
-        return self.keep_other_splits(out, want, self._key)
+        return self.keep_other_splits(out, want, lambda s: self._key(s, difficulty))
 
-    def load_split(self, split: str) -> Dataset:
-        key = self._key(split)
+    def _arrays(self, split: str, difficulty: int, n: int | None = None) -> tuple[dict[str, np.ndarray], Path]:
+        """The cached arrays of ``split`` at contour length ``difficulty`` (``n`` images when generated)."""
+        key = self._key(split, difficulty, n)
         if self.source == "release":
-            arrays, path = self.cached(key, lambda: self._release_all(split))
-            return PixelDataset(arrays, path=path)
+            return self.cached(key, lambda: self._release_all(split, difficulty))
         path = split_cache_dir(self.cache_dir, self.task, key)
         arrays = load_cached(path)
         if arrays is None:
-            arrays = generate_split(path, self.settings, self.sizes[split], [self.seed, SPLIT_STREAM[split]],
-                                    shard_size=self.shard_size, workers=self.workers, meta={"key": key})
-        return PixelDataset(arrays, path=path)
+            settings = pathfinder_settings(self.resolution, difficulty, **self.generator)
+            arrays = generate_split(path, settings, self.sizes[split] if n is None else n,
+                                    [self.seed, SPLIT_STREAM[split]], shard_size=self.shard_size,
+                                    workers=self.workers, meta={"key": key})
+        return arrays, path
+
+    def load_split(self, split: str) -> Dataset:
+        if split != "train" or self.train_difficulties is None:
+            arrays, path = self._arrays(split, self.difficulty)
+            return PixelDataset(arrays, path=path)
+        return PixelDataset(self._mixed_train())
+
+    def _mixed_train(self) -> dict[str, np.ndarray]:
+        """Equal shares of each of ``train_difficulties``, in that order (the sampler shuffles them)."""
+        k, total = len(self.train_difficulties), self.sizes["train"]
+        shares = [total // k + (i < total % k) for i in range(k)]
+        parts = []
+        for difficulty, share in zip(self.train_difficulties, shares):
+            arrays, _ = self._arrays("train", difficulty, share if self.source == "generate" else None)
+            if len(arrays["labels"]) < share:
+                raise LRAConfigError(f"task {self.task!r}: contour length {difficulty} has "
+                                     f"{len(arrays['labels'])} training images, fewer than the {share} "
+                                     "data.train_difficulties asks of it; lower data.n_train")
+            parts.append({name: np.asarray(a[:share]) for name, a in arrays.items()})
+        out = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        out["difficulty"] = np.repeat(np.array(self.train_difficulties, np.int64), shares)
+        log.info("pathfinder: training on contour lengths %s, %s images each", self.train_difficulties, shares)
+        return out
 
 
 class PathXDataModule(PathfinderDataModule):

@@ -83,6 +83,7 @@ class MegaEncoder(nn.Module):
         checkpoint_blocks: bool = False,
         ema_init: str = "official",
         ema_timescales: tuple[float, float] = (2.0, 1024.0),
+        attention_impl: str = "auto",
     ) -> None:
         super().__init__()
         check_choice("input_kind", input_kind, INPUT_KINDS)
@@ -118,6 +119,7 @@ class MegaEncoder(nn.Module):
                 causal=not bidirectional,
                 ema_init=ema_init,
                 ema_timescales=tuple(ema_timescales),
+                attention_impl=attention_impl,
             )
             for _ in range(depth)
         )

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import ATTENTION_FUNCTIONS, attend, laplace, relu2
+from .attention import ATTENTION_FUNCTIONS, ATTENTION_IMPLS, attend, laplace, relu2
 from .checks import check_choice, check_positive, check_probability
 from .ema import MultiDimDampedEMA
 from .kernels.gating import compute_dtype, feed_forward, gated_output, linear_silu, shared_qk, silu_linear
@@ -49,6 +49,7 @@ class MovingAverageGatedAttention(nn.Module):
         causal: bool = False,
         ema_init: str = "official",
         ema_timescales: tuple[float, float] = (2.0, 1024.0),
+        attention_impl: str = "auto",
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("zdim", zdim), ("hdim", hdim), ("max_len", max_len)):
@@ -64,6 +65,10 @@ class MovingAverageGatedAttention(nn.Module):
         self.dropout = nn.Dropout(check_probability("dropout", dropout))
         self.hidden_dropout = nn.Dropout(check_probability("hidden_dropout", hidden_dropout))
         self.attention_dropout = check_probability("attention_dropout", attention_dropout)
+        self.attention_impl = check_choice("attention_impl", attention_impl, ATTENTION_IMPLS)
+        if attention_impl in ("blockwise", "triton") and attention_dropout > 0.0:
+            raise ValueError(f"attention_impl={attention_impl} has no attention dropout; use attention_impl=auto "
+                             "or reference, or attention_dropout=0")
 
         self.norm = SequenceNorm(norm, dim)
         self.ema = MultiDimDampedEMA(
@@ -125,6 +130,7 @@ class MovingAverageGatedAttention(nn.Module):
             causal=self.causal,
             chunk_size=self.chunk_size,
             dropout_p=self.attention_dropout if self.training else 0.0,
+            impl=self.attention_impl,
         )
         out = gated_output(
             residual, gates, attn, hx, self.h_proj.weight, self.h_proj.bias, self.dim,

@@ -165,12 +165,17 @@ class PathfinderDataModule(LRADataModule):
         self.settings = pathfinder_settings(self.resolution, self.difficulty, **self.generator)
         self.seq_len = self.resolution * self.resolution
 
+    def _settings(self, difficulty: int) -> PathfinderSettings:
+        """The generator's settings at contour length ``difficulty`` (``self.settings`` at ``self.difficulty``)."""
+        if difficulty == self.difficulty:
+            return self.settings
+        return pathfinder_settings(self.resolution, difficulty, **self.generator)
+
     def _key(self, split: str, difficulty: int | None = None, n: int | None = None) -> dict[str, Any]:
         difficulty = self.difficulty if difficulty is None else difficulty
         if self.source == "generate":
-            settings = pathfinder_settings(self.resolution, difficulty, **self.generator)
             return self.cache_key(split, seed=self.seed, n=self.sizes[split] if n is None else n,
-                                  gen=GENERATOR_VERSION, settings=settings.to_dict())
+                                  gen=GENERATOR_VERSION, settings=self._settings(difficulty).to_dict())
         set_dir = self.release_path(release_subdir(self.resolution, difficulty))
         metadata = files_fingerprint((set_dir / "metadata").glob("*.npy"))
         return self.cache_key(split, dir=str(set_dir.resolve()), seed=self.seed, meta=metadata)
@@ -192,8 +197,7 @@ class PathfinderDataModule(LRADataModule):
         path = split_cache_dir(self.cache_dir, self.task, key)
         arrays = load_cached(path)
         if arrays is None:
-            settings = pathfinder_settings(self.resolution, difficulty, **self.generator)
-            arrays = generate_split(path, settings, self.sizes[split] if n is None else n,
+            arrays = generate_split(path, self._settings(difficulty), self.sizes[split] if n is None else n,
                                     [self.seed, SPLIT_STREAM[split]], shard_size=self.shard_size,
                                     workers=self.workers, meta={"key": key})
         return arrays, path

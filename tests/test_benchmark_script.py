@@ -138,6 +138,24 @@ def test_extrapolation_benchmark_bad_flags_name_the_fix(argv, needle, monkeypatc
     assert done.value.code == 2 and needle in capsys.readouterr().err
 
 
+def test_megalodon_benchmark_pairs_each_preset_with_megas(tmp_path, monkeypatch):
+    out = tmp_path / "megalodon"
+    _run_script("benchmark_megalodon.py", ["--tasks", "pathfinder", "--length", "64", "--steps", "1",
+                                           "--warmup", "0", "--out", str(out)], monkeypatch)
+    rows = {(r["size"], r["model"]): r for r in json.loads(out.with_suffix(".json").read_text())["results"]}
+    assert {k: r["preset"] for k, r in rows.items()} == {
+        ("lite", "Mega"): "pathfinder_lite", ("lite", "Megalodon"): "pathfinder_megalodon_lite",
+        ("paper", "Mega"): "pathfinder_paper", ("paper", "Megalodon"): "pathfinder_megalodon"}
+    for size, batch in (("lite", 32), ("paper", 1)):
+        mega, lodon = rows[(size, "Mega")], rows[(size, "Megalodon")]
+        assert mega["step_batch"] == lodon["step_batch"] == batch
+        assert lodon["step_vs_mega"] == pytest.approx(lodon["cpu_step_ms"] / mega["cpu_step_ms"])
+        assert lodon["saved_mib_per_example"] > 0 and lodon["gflop_per_example"] > 0
+    # the lite pair shares Mega's lite dims: within 2% in parameters
+    assert rows[("lite", "Megalodon")]["params"] == pytest.approx(rows[("lite", "Mega")]["params"], rel=0.02)
+    assert "| pathfinder | paper | Megalodon |" in out.with_suffix(".md").read_text()
+
+
 def test_no_import_cycle_among_scripts():
     """scripts/ (and its gpu/, bench/) import their shared code from modules of scripts/ by path;
     none may import back (a cycle)."""
@@ -170,6 +188,7 @@ def test_no_import_cycle_among_scripts():
     ("bench/benchmark_pathfinder.py", ["--out", "{file}/gen"]),
     ("bench/benchmark_lite.py", ["--out", "{file}"]),
     ("bench/benchmark_extrapolation.py", ["--out", "{file}/sub"]),
+    ("bench/benchmark_megalodon.py", ["--out", "{file}/sub"]),
     ("results_table.py", ["{tmp}", "--out", "{file}/table.md"]),
     ("results_table.py", ["{tmp}", "--export", "{file}"]),
     ("generate_pathfinder.py", ["--samples", "{tmp}"]),

@@ -76,4 +76,18 @@ def test_megalodon_lite_trains_a_few_steps(tmp_path, offline_env):
     ], output_dir=run_dir)
     results = train(cfg)
     assert results["steps"] == 2 and results["experiment"] == "pathfinder_megalodon_lite"
-    assert results["test_acc"] is not None
+    assert results["test_acc"] is not None and results["model"] == "MegalodonEncoder"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_megalodon_preset_runs_a_smoke_step(task, data_overrides, tmp_path, offline_env):
+    """The paper preset of every task, shrunk by trainer=smoke (one layer, chunks of 64, tiny data),
+    trains one step, validates and tests through the real datamodule."""
+    cfg = compose_config([
+        f"experiment={task}_megalodon", "trainer=smoke", "logger=csv", "callbacks.progress_bar=null",
+        "trainer.max_steps=1", "trainer.val_check_interval=1", "optim.warmup_steps=0", "model.depth=1", "model.chunk_size=64",
+        "data.batch_size=2", *data_overrides[task],
+    ], output_dir=tmp_path)
+    results = train(cfg)
+    assert (results["steps"], results["experiment"], results["model"]) == (1, f"{task}_megalodon", "MegalodonEncoder")
+    assert 0.0 <= results["test_acc"] <= 1.0

@@ -76,3 +76,31 @@ def test_truncated_kernel_lengths_across_the_truncation_stop_retracing():
         torch.testing.assert_close(traced(h, mask), block(h, mask), rtol=0, atol=0)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[-1] == graphs[4], graphs
+
+
+def test_megalodon_block_under_inductor_computes_what_eager_does():
+    """The lite presets compile Megalodon with inductor (the CPU runs): its complex FFT convolution
+    falls back to eager kernels inside the graph; outputs and gradients must match the eager block,
+    padded, at two lengths (ListOps' batches change length)."""
+    from lra_mega.model.megalodon import MegalodonEncoder
+
+    torch.manual_seed(0)
+    encoder = MegalodonEncoder(vocab_size=20, dim=16, depth=1, zdim=8, hdim=24, ndim=4, max_len=48, chunk_size=16)
+    block = encoder.layers[0].train()
+    dynamo.reset()
+    compiled = torch.compile(block)
+    for length in (32, 40):
+        h = torch.randn(2, length, 16)
+        mask = torch.ones(2, length, dtype=torch.bool)
+        mask[1, length - 7:] = False
+        outs, grads = [], []
+        for fn in (block, compiled):
+            x = h.clone().requires_grad_()
+            out = fn(x, mask)
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+            outs.append(out.detach())
+            grads.append([x.grad, *(p.grad.clone() for p in block.parameters())])
+            block.zero_grad(set_to_none=True)
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+        for got, want in zip(grads[1], grads[0]):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

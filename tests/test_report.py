@@ -53,14 +53,32 @@ def test_two_seeds_give_mean_std_n_and_chance_count(tmp_path):
     table = markdown_table(collect(tmp_path))
     assert "mean ± sample std" in table and "at chance" in table
     listops, pathx = _rows(table, "Against the paper")
-    # task, preset, trainer, overrides, limited, n, seeds, test, best val, at chance, paper ×3, steps
-    assert listops[:2] == ["listops", "listops_paper"] and listops[4:7] == ["no", "2", "1, 2"]
+    # task, model, preset, trainer, overrides, limited, n, seeds, test, best val, at chance,
+    # paper Mega, Mega-chunk, Megalodon, S4, Transformer, steps
+    assert listops[:3] == ["listops", "Mega", "listops_paper"] and listops[5:8] == ["no", "2", "1, 2"]
     # (60 + 64) / 2 = 62; sample std √(2·2²/1) = 2.83
-    assert listops[7] == "62.00 ± 2.83" and listops[8] == "63.00 ± 2.83" and listops[9] == "0/2"
-    assert listops[10:13] == ["63.14", "58.76", "59.60"]
+    assert listops[8] == "62.00 ± 2.83" and listops[9] == "63.00 ± 2.83" and listops[10] == "0/2"
+    assert listops[11:16] == ["63.14", "58.76", "63.79", "59.60", "36.37"]
     # (50 + 97) / 2 = 73.5; |97 - 50| / √2 = 33.23; one of the two stayed at chance
-    assert pathx[7] == "73.50 ± 33.23" and pathx[9] == "1/2" and pathx[5] == "2"
+    assert pathx[8] == "73.50 ± 33.23" and pathx[10] == "1/2" and pathx[6] == "2"
+    assert pathx[13] == "98.17" and pathx[15] == "fail (chance)"
     assert len(_rows(table, "Runs")) == 4
+
+
+def test_model_column_tells_megalodon_runs_from_mega_runs(tmp_path):
+    """The encoder results.json names; for runs recorded before it did, the preset or a
+    ``model=megalodon`` override; Mega and Megalodon runs of one task are separate settings."""
+    _run(tmp_path, "mega", seed=1, experiment="listops_lite", digest="A")
+    _run(tmp_path, "lodon", seed=1, experiment="listops_megalodon_lite", digest="B")
+    _run(tmp_path, "override", seed=1, experiment="listops_lite", digest="C",
+         overrides=["experiment=listops_lite", "model=megalodon", "seed=1"])
+    named = _run(tmp_path, "named", seed=1, experiment="listops_lite", digest="D")
+    result = json.loads((named / "results.json").read_text())
+    (named / "results.json").write_text(json.dumps({**result, "model": "MegalodonEncoder"}))
+    rows = _rows(markdown_table(collect(tmp_path)), "Against the paper")
+    assert [(r[1], r[2], r[4]) for r in rows] == [  # in the order of the run directories' names
+        ("Megalodon", "listops_megalodon_lite", "–"), ("Mega", "listops_lite", "–"),
+        ("Megalodon", "listops_lite", "–"), ("Megalodon", "listops_lite", "`model=megalodon`")]
 
 
 def test_limited_runs_are_marked_and_left_out_unless_asked(tmp_path):
@@ -74,14 +92,14 @@ def test_limited_runs_are_marked_and_left_out_unless_asked(tmp_path):
     results = collect(tmp_path)
     table = markdown_table(results)
     compared = _rows(table, "Against the paper")
-    assert [r[6] for r in compared] == ["1"] and compared[0][7] == "63.00"
+    assert [r[7] for r in compared] == ["1"] and compared[0][8] == "63.00"
     assert "2 smoke or size-limited run(s) left out" in table and "--include-limited" in table
     runs = {r[1]: r for r in _rows(table, "Runs")}
     assert runs["smoke"][2:6] == ["–", "smoke", "`optim.lr=3e-3`", "yes"]
     assert runs["old"][4:6] == ["`data.limit_examples.train=16`", "yes"]
     assert runs["paper"][5] == "no"
     everything = _rows(markdown_table(results, include_limited=True), "Against the paper")
-    assert len(everything) == 3 and sorted(r[4] for r in everything) == ["no", "yes", "yes"]
+    assert len(everything) == 3 and sorted(r[5] for r in everything) == ["no", "yes", "yes"]
 
 
 def test_run_dirs_behind_symlinks_are_found_once(tmp_path):
@@ -158,7 +176,7 @@ def test_pretraining_runs_are_listed_but_not_compared(tmp_path):
     (pre / "results.json").write_text(json.dumps(result))
     table = markdown_table(collect(tmp_path))
     (compared,) = _rows(table, "Against the paper")
-    assert compared[1] == "listops_lite_spt" and compared[7] == "40.00"
+    assert compared[2] == "listops_lite_spt" and compared[8] == "40.00"
     assert "1 pretraining run(s)" in table
     runs = {r[1]: r for r in _rows(table, "Runs")}
     assert runs["pre1"][7] == "25.00 (masked)" and runs["pre1"][8] == "loss 1.2346"
@@ -189,7 +207,7 @@ def test_fine_tuning_counts_its_pretraining_steps_and_time(tmp_path):
         if source != runs:
             export_runs(collect(runs), source)
         table = markdown_table(collect(source))
-        steps_wall = sorted((r[14], r[15]) for r in _rows(table, "Against the paper"))
+        steps_wall = sorted((r[16], r[17]) for r in _rows(table, "Against the paper"))
         # 1000 + 100 steps; 100 s + 61 s = 2 min 41 s
         assert steps_wall == [("100 (+ pretraining, not listed)", "0:01:01"),
                               ("1000 + 100", "0:02:41"), ("1000 + 100", "0:02:41")]

@@ -26,6 +26,10 @@ PAPER = {
     "pathfinder": (96.01, 94.41, 94.20),
     "pathx": (97.98, 93.81, 96.35),
 }
+# Test accuracy (%) of Megalodon (Ma et al. 2024, arXiv 2404.08801, the LRA table; average 88.63).
+PAPER_MEGALODON = {"listops": 63.79, "text": 90.48, "retrieval": 91.76, "image": 89.42,
+                   "pathfinder": 98.13, "pathx": 98.17}
+MODELS = {"MegaEncoder": "Mega", "MegalodonEncoder": "Megalodon"}
 # Test accuracy (%) of the vanilla Transformer in the LRA paper (Tay et al. 2021, Table 1);
 # None: it failed (chance level) on Path-X.
 TRANSFORMER = {"listops": 36.37, "text": 64.27, "retrieval": 57.46, "image": 42.44,
@@ -131,6 +135,15 @@ def export_runs(results: list[dict[str, Any]], dest: str | Path) -> list[Path]:
                 shutil.copyfile(src, out)
         written.append(target)
     return written
+
+
+def model_of(result: dict[str, Any]) -> str:
+    """Mega or Megalodon: the encoder ``results.json`` names, else (runs recorded before it named
+    one) Megalodon when the preset or an override (``model=megalodon``) says so."""
+    if result.get("model"):
+        return MODELS.get(result["model"], result["model"])
+    said = [str(result.get("experiment") or ""), *(o for o in result.get("overrides") or [] if o.startswith("model="))]
+    return "Megalodon" if any("megalodon" in s for s in said) else "Mega"
 
 
 def shown_overrides(result: dict[str, Any]) -> str:
@@ -243,22 +256,23 @@ def _code(text: str) -> str:
 def comparison_table(groups: list[Group]) -> list[str]:
     """One row per setting: mean ± std of test and best val accuracy over its seeds."""
     lines = [
-        _row(["task", "preset", "trainer", "overrides", "limited", "n", "seeds", "test acc",
-              "best val acc", "at chance", "paper Mega", "paper Mega-chunk", "S4",
+        _row(["task", "model", "preset", "trainer", "overrides", "limited", "n", "seeds", "test acc",
+              "best val acc", "at chance", "paper Mega", "paper Mega-chunk", "paper Megalodon", "S4",
               "Transformer (LRA)", "steps", "wall time", "machine"]),
-        "|" + "---|" * 17,
+        "|" + "---|" * 19,
     ]
     for g in groups:
         r = g.first
-        paper = [f"{x:.2f}" for x in PAPER.get(g.task, ())] or ["–"] * 3
+        mega, mega_chunk, s4 = [f"{x:.2f}" for x in PAPER.get(g.task, ())] or ["–"] * 3
+        megalodon = PAPER_MEGALODON.get(g.task)
         transformer = TRANSFORMER.get(g.task, "–")
         walls = [w for w in map(run_wall_time, g.runs) if w is not None]
         lines.append(_row([
-            g.task, g.joined("experiment"), g.joined("trainer"), _code(shown_overrides(r)),
+            g.task, ", ".join(sorted({model_of(r) for r in g.runs})), g.joined("experiment"), g.joined("trainer"), _code(shown_overrides(r)),
             "yes" if g.limited else "no", g.n,
             ", ".join("–" if s is None else str(s) for s in g.seeds),
             mean_std(*g.stats("test_acc")[:2]), mean_std(*g.stats("best_val_acc")[:2]),
-            f"{g.at_chance}/{g.n}", *paper,
+            f"{g.at_chance}/{g.n}", mega, mega_chunk, "–" if megalodon is None else f"{megalodon:.2f}", s4,
             "fail (chance)" if transformer is None else transformer,
             ", ".join(sorted(set(map(run_steps, g.runs)))),
             _duration(statistics.fmean(walls) if walls else None), g.joined("machine"),
@@ -299,8 +313,8 @@ def markdown_table(results: list[dict[str, Any]], include_limited: bool = False)
         "",
         "Test and best validation accuracy (%) as mean ± sample std over the runs of one setting "
         "(same task and config digest without the seed); n: runs, seeds: their seeds; at chance: "
-        "runs whose validation accuracy never left chance level (included in the mean). Paper: "
-        "Mega, Mega-chunk (Ma et al. 2022), S4; Transformer (LRA): the vanilla Transformer of "
+        "runs whose validation accuracy never left chance level (included in the mean). Model: the "
+        "encoder that ran. Paper: Mega, Mega-chunk (Ma et al. 2022), Megalodon (Ma et al. 2024), S4; Transformer (LRA): the vanilla Transformer of "
         "the LRA paper (Tay et al. 2021). Wall time: mean per run, data generation included; "
         "a run fine-tuned from a pretraining run (`init_from`) counts both: its steps read "
         "`<pretraining> + <fine-tuning>` and its wall time is the sum.",

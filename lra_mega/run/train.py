@@ -307,6 +307,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     results = {
         "task": cfg.task_name,
         "stage": identity.stage,
+        "model": str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1] or None,  # the encoder's class
         "experiment": identity.experiment,
         "trainer": identity.trainer,
         "overrides": identity.overrides,

@@ -25,7 +25,7 @@ class TaskShape:
     """What a benchmark needs of one composed paper config."""
 
     task: str
-    model: dict[str, Any]  # the encoder's config (MegaEncoder keywords, max_len included)
+    model: dict[str, Any]  # the encoder's config (its _target_ and keywords, max_len included)
     head: dict[str, Any]
     batch: int
     length: int
@@ -33,8 +33,9 @@ class TaskShape:
     dual: bool
 
 
-def paper_shapes(tasks: list[str], length: int | None = None) -> dict[str, TaskShape]:
-    """Compose ``experiment=<task>_paper`` for each task and read the model, head and batch.
+def paper_shapes(tasks: list[str], length: int | None = None, preset: str = "{task}_paper") -> dict[str, TaskShape]:
+    """Compose ``experiment=<preset>`` (``{task}`` filled in) for each task and read the model
+    (its ``_target_`` included), head and batch.
 
     The datamodule is constructed (no data is read or generated) for its contract attributes:
     vocabulary, input kind, sequence length, classes, dual. ``length`` overrides the length.
@@ -48,7 +49,7 @@ def paper_shapes(tasks: list[str], length: int | None = None) -> dict[str, TaskS
     shapes = {}
     with initialize_config_module(config_module="lra_mega.configs", version_base="1.3"):
         for task in tasks:
-            cfg = compose(config_name="config", overrides=[f"experiment={task}_paper"])
+            cfg = compose(config_name="config", overrides=[f"experiment={preset.format(task=task)}"])
             datamodule = instantiate(OmegaConf.to_container(cfg.data, resolve=True))
             seq_len = length or datamodule.seq_len
             model = OmegaConf.to_container(cfg.model, resolve=True)
@@ -117,7 +118,8 @@ class MegaPytorchEncoder(nn.Module):
 
 
 def build(impl: str, shape: TaskShape) -> nn.Module:
-    """The task's classifier (encoder + the paper head) with ``impl``'s encoder."""
+    """The task's classifier (encoder + the preset's head) with ``impl``'s encoder (lra_mega: the
+    encoder the preset names, Mega or Megalodon)."""
     from lra_mega.training.classifier import LRAClassifier
 
     if impl == "lra_mega":

@@ -61,10 +61,11 @@ def saved_bytes(model: nn.Module, shape: TaskShape, batch: int, precision: str, 
     return sum(seen.values()), (counter.get_total_flops() if counter else 0)
 
 
-def step_times(models: dict[str, nn.Module], shape: TaskShape, steps: int, warmup: int) -> dict[str, float]:
-    """Median CPU training step (ms) at batch 1, the implementations interleaved step by step."""
+def step_times(models: dict[str, nn.Module], shape: TaskShape, steps: int, warmup: int, batch: int = 1
+               ) -> dict[str, float]:
+    """Median CPU training step (ms) at ``batch``, the implementations interleaved step by step."""
     device = torch.device("cpu")
-    x, mask, y = make_batch(shape, 1, device)
+    x, mask, y = make_batch(shape, batch, device)
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     times: dict[str, list[float]] = {k: [] for k in models}
     for i in range(warmup + steps):

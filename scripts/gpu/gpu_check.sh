@@ -45,10 +45,11 @@ declare -A LIMIT=(
   [selfcheck]=40   # Triton compiles the kernels of each paper task's widths, fp32 and bf16
   [pytest]=140     # Triton compiles each kernel variant once (fp32, bf16; causal; masked)
   [sdpa]=40
-  [speed]=100      # the driver starts no row past its budget: fewer rows, not a failure
+  [speed]=70       # the driver starts no row past its budget: fewer rows, not a failure
   [listops]=40
   [pathfinder]=70  # numba compiles the Pathfinder generator first (cached for Path-X)
-  [pathx]=60
+  [pathx]=50
+  [megalodon]=40   # Megalodon's paper ListOps run: CEMA by cuFFT, normalised attention by SDPA
   [summary]=10
 )
 
@@ -157,7 +158,7 @@ export -f run_speed
 export SPEED_BUDGET=$(( LIMIT[speed] - 20 ))  # the driver stops starting rows then, and writes its files
 step speed bash -c run_speed
 
-# --- 7. short paper runs ------------------------------------------------------------------------------
+# --- 7. short paper runs (Mega on three tasks, Megalodon on ListOps) -------------------------------
 # GPU: the paper model, batch and fp32, warmup cut to a tenth of the steps so the loss can fall;
 # dry run: the same commands with a one-layer model of width 16, batches of 2, on the CPU.
 TINY=(trainer.accelerator=cpu trainer.num_sanity_val_steps=0 model.depth=1 model.dim=16 model.zdim=8
@@ -186,6 +187,7 @@ paper_run() {
 paper_run listops listops_paper "$SHORT" "$LIMITS" --loss-must-fall
 paper_run pathfinder pathfinder_paper "$SHORT" "$LIMITS" --loss-must-fall
 paper_run pathx pathx_paper "$FEW" "$LIMITS_X"
+paper_run megalodon listops_megalodon "$SHORT" "$LIMITS" --loss-must-fall
 
 # --- 8. summary.md ------------------------------------------------------------------------------------
 summary_args=(summary "$OUT" "$STEPS" "$WORK/env.json")

@@ -85,7 +85,8 @@ def test_each_megalodon_preset_runs_a_smoke_step(task, data_overrides, tmp_path,
     trains one step, validates and tests through the real datamodule."""
     cfg = compose_config([
         f"experiment={task}_megalodon", "trainer=smoke", "logger=csv", "callbacks.progress_bar=null",
-        "trainer.max_steps=1", "trainer.val_check_interval=1", "optim.warmup_steps=0", "model.depth=1", "model.chunk_size=64",
+        "trainer.max_steps=1", "trainer.val_check_interval=1", "optim.warmup_steps=0", "model.depth=1",
+        "model.chunk_size=64",
         "data.batch_size=2", *data_overrides[task],
     ], output_dir=tmp_path)
     results = train(cfg)

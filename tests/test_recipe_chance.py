@@ -10,17 +10,20 @@ import torch
 from harness import compose_config
 from hydra.utils import instantiate
 
-from lra_mega.run.callbacks import PLATEAU_ADVICE, ChanceLevel
+from lra_mega.run.callbacks import PLATEAU_ADVICE, ChanceLevel, plateau_advice
 
 
-def _validate(cb: ChanceLevel, step: int, acc: float, labels: list[int], classes: int = 2) -> None:
-    """One validation pass through the callback's hooks, as Lightning calls them."""
+def _validate(cb: ChanceLevel, step: int, acc: float, labels: list[int], classes: int = 2,
+              encoder: dict | None = None) -> None:
+    """One validation pass through the callback's hooks, as Lightning calls them (``encoder``: the
+    encoder config the classifier keeps in its hparams)."""
     trainer = SimpleNamespace(
         sanity_checking=False, callback_metrics={"val/acc": torch.tensor(acc)}, max_steps=100,
         estimated_stepping_batches=100, global_step=step, is_global_zero=True,
         strategy=SimpleNamespace(reduce=lambda t, reduce_op: t),
     )
-    module = SimpleNamespace(hparams=SimpleNamespace(num_classes=classes), device=torch.device("cpu"))
+    hparams = SimpleNamespace(num_classes=classes, **({} if encoder is None else {"encoder": encoder}))
+    module = SimpleNamespace(hparams=hparams, device=torch.device("cpu"))
     cb.on_validation_epoch_start(trainer, module)
     for i in range(0, len(labels), 32):
         cb.on_validation_batch_end(trainer, module, None, {"label": torch.tensor(labels[i:i + 32])}, i)
@@ -121,3 +124,25 @@ def test_every_option_the_warning_names_is_a_valid_pathfinder_override():
             continue  # "or -1": the value is named in prose
         overrides = ["experiment=pathfinder_lite", override]
         check_config(compose_config(overrides), overrides)
+
+
+def test_a_megalodon_run_is_told_only_what_its_model_takes(caplog):
+    """Megalodon has no ``model.ema_init``: its warning leaves that lever out, keeps the rest, and every
+    option it names composes with the Megalodon preset (its CEMA takes the EMA optimiser group)."""
+    import re
+
+    from lra_mega.run.validate import check_config
+
+    cfg = compose_config(["experiment=pathfinder_megalodon_lite"])
+    advice = plateau_advice(cfg.model)
+    assert "ema_init" not in advice and "optim.ema_weight_decay=0" in advice and "model.chunk_size=512" in advice
+    assert "model.ema_init=timescale" in plateau_advice(compose_config(["experiment=pathfinder_lite"]).model)
+    for override in re.findall(r"\b([a-z_]+\.[a-z_]+=[^\s,);]+(?:,[^\s,);\]]+)*\]?)", advice):
+        if not override.endswith("=-1"):
+            overrides = ["experiment=pathfinder_megalodon_lite", override]
+            check_config(compose_config(overrides), overrides)
+    # the callback reads the encoder config the classifier stores in its hparams
+    caplog.set_level(logging.INFO, logger="lra_mega.run.callbacks")
+    _validate(ChanceLevel(after=0.0), 50, 0.5, [0, 1] * 50, encoder=dict(cfg.model))
+    (warning,) = _warnings(caplog)
+    assert advice in warning and "ema_init" not in warning

@@ -25,3 +25,28 @@ def test_pretrain_then_finetune_runs_for_every_task(task, data_overrides, tmp_pa
                               output_dir=ft_dir))
     assert ft["stage"] == "classify" and ft["steps"] == 2 and 0.0 <= ft["test_acc"] <= 1.0
     assert ft["init_from"] == pre["best_checkpoint"]
+
+
+def test_megalodon_pretrains_fine_tunes_from_it_and_resumes(tmp_path, offline_env):
+    """The SPT chain with model=megalodon: the fine-tuning run starts from the pretrained encoder
+    (at a learning rate of 1e-12 its encoder weights stay the pretraining run's to 1e-9), and
+    the same command with more steps resumes it from last.ckpt."""
+    import torch
+
+    pre_dir, ft_dir = tmp_path / "pretrain", tmp_path / "finetune"
+    lodon = ["task=listops", "model=megalodon", *TINY]
+    pre = train(compose_config([*lodon, "stage=pretrain"], output_dir=pre_dir))
+    assert (pre["stage"], pre["steps"], pre["model"]) == ("pretrain", 2, "MegalodonEncoder")
+    finetune = [*lodon, f"init_from={pre_dir}", "optim.lr=1e-12", "optim.warmup_init_lr=0.0"]
+    ft = train(compose_config(finetune, output_dir=ft_dir))
+    assert ft["init_from"] == pre["best_checkpoint"] and ft["model"] == "MegalodonEncoder"
+
+    def encoder(path) -> dict:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        return {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+
+    pretrained, tuned = encoder(pre["best_checkpoint"]), encoder(ft_dir / "checkpoints" / "last.ckpt")
+    assert pretrained.keys() == tuned.keys() and any(".move." in k for k in tuned)
+    assert all(torch.allclose(pretrained[k], tuned[k], rtol=0, atol=1e-9) for k in tuned)
+    resumed = train(compose_config([*finetune, "trainer.max_steps=4"], output_dir=ft_dir))
+    assert resumed["steps"] == 4 and resumed["init_from"] == pre["best_checkpoint"]

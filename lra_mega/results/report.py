@@ -268,7 +268,8 @@ def comparison_table(groups: list[Group]) -> list[str]:
         transformer = TRANSFORMER.get(g.task, "–")
         walls = [w for w in map(run_wall_time, g.runs) if w is not None]
         lines.append(_row([
-            g.task, ", ".join(sorted({model_of(r) for r in g.runs})), g.joined("experiment"), g.joined("trainer"), _code(shown_overrides(r)),
+            g.task, ", ".join(sorted({model_of(r) for r in g.runs})), g.joined("experiment"),
+            g.joined("trainer"), _code(shown_overrides(r)),
             "yes" if g.limited else "no", g.n,
             ", ".join("–" if s is None else str(s) for s in g.seeds),
             mean_std(*g.stats("test_acc")[:2]), mean_std(*g.stats("best_val_acc")[:2]),
@@ -314,7 +315,8 @@ def markdown_table(results: list[dict[str, Any]], include_limited: bool = False)
         "Test and best validation accuracy (%) as mean ± sample std over the runs of one setting "
         "(same task and config digest without the seed); n: runs, seeds: their seeds; at chance: "
         "runs whose validation accuracy never left chance level (included in the mean). Model: the "
-        "encoder that ran. Paper: Mega, Mega-chunk (Ma et al. 2022), Megalodon (Ma et al. 2024), S4; Transformer (LRA): the vanilla Transformer of "
+        "encoder that ran. Paper: Mega, Mega-chunk (Ma et al. 2022), Megalodon (Ma et al. 2024), "
+        "S4; Transformer (LRA): the vanilla Transformer of "
         "the LRA paper (Tay et al. 2021). Wall time: mean per run, data generation included; "
         "a run fine-tuned from a pretraining run (`init_from`) counts both: its steps read "
         "`<pretraining> + <fine-tuning>` and its wall time is the sum.",

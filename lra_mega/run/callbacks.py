@@ -45,14 +45,24 @@ class SaveRunConfig(L.Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
-#: What the chance warning tells a user to try (each lever's probes: docs/RESULTS.md, "every lever probed").
-PLATEAU_ADVICE = (
-    "To try: spread the EMA's memory over the sequence (model.ema_init=timescale) and keep it out of "
-    "weight decay (optim.ema_weight_decay=0); a lower peak rate (optim.lr) and a longer "
-    "optim.warmup_steps; a wider attention span (model.chunk_size=512, or -1 for full); a curriculum "
-    "of easier contour lengths (data.train_difficulties=[6,9,14], Pathfinder); and check the data. "
-    "What each did on Pathfinder: docs/RESULTS.md, \"every lever probed\"."
-)
+def plateau_advice(encoder: Mapping[str, Any] | None = None) -> str:
+    """What the chance warning tells a user to try (each lever's probes: docs/RESULTS.md, "every lever
+    probed"). ``encoder``: the run's encoder config; the EMA-init lever only where it has
+    ``ema_init`` (Mega's, not Megalodon's; both take the EMA's own optimiser group)."""
+    if encoder is None or "ema_init" in encoder:
+        ema = ("spread the EMA's memory over the sequence (model.ema_init=timescale) and keep it out of "
+               "weight decay (optim.ema_weight_decay=0)")
+    else:
+        ema = "keep the EMA out of weight decay (optim.ema_weight_decay=0)"
+    return (
+        f"To try: {ema}; a lower peak rate (optim.lr) and a longer optim.warmup_steps; a wider attention "
+        "span (model.chunk_size=512, or -1 for full); a curriculum of easier contour lengths "
+        "(data.train_difficulties=[6,9,14], Pathfinder); and check the data. What each did on Pathfinder: "
+        "docs/RESULTS.md, \"every lever probed\"."
+    )
+
+
+PLATEAU_ADVICE = plateau_advice()
 
 
 class ChanceLevel(L.Callback):
@@ -115,7 +125,7 @@ class ChanceLevel(L.Callback):
                 "%.4f over %d validation examples). The run may be stuck on the plateau, a known LRA "
                 "failure (Pathfinder, Path-X). %s results.json records at_chance=true.",
                 self.metric, trainer.global_step, total, 100 * trainer.global_step / total, self.best,
-                threshold, chance, int(counts.sum()), PLATEAU_ADVICE,
+                threshold, chance, int(counts.sum()), plateau_advice(getattr(pl_module.hparams, "encoder", None)),
             )
         elif was and not self.at_chance:
             log.info("%s left chance level at step %d (best %.4f > %.4f)", self.metric,

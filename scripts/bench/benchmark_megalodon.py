@@ -85,8 +85,8 @@ def format_row(row: dict) -> str:
     step = f"{row['cpu_step_ms']:.0f} ({row['step_batch']})" if "cpu_step_ms" in row else ""
     ratio = f"{row['step_vs_mega']:.2f}" if "step_vs_mega" in row else ""
     chunk = "whole" if row["chunk"] < 1 or row["chunk"] >= row["length"] else row["chunk"]
-    return (f"{head} {row['params'] / 1e3:.0f}k | {chunk} | {row['saved_mib_per_example']:.1f} | {row['fixed_mib']:.1f} | "
-            f"{row['gflop_per_example']:.2f} | {step} | {ratio} |")
+    return (f"{head} {row['params'] / 1e3:.0f}k | {chunk} | {row['saved_mib_per_example']:.1f} | "
+            f"{row['fixed_mib']:.1f} | {row['gflop_per_example']:.2f} | {step} | {ratio} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
             f"warm-up at the lite preset's batch (paper: 1), Mega and Megalodon interleaved, {args.threads} "
             "torch thread(s); full-length inputs without padding")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"environment": env, "note": note, "results": rows}, indent=2) + "\n")
+    record = {"environment": env, "note": note, "results": rows}
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     env_line = ", ".join(f"{k} {v}" for k, v in env.items())
     table = "\n".join(format_row(r) for r in rows)
     args.out.with_suffix(".md").write_text(f"Environment: {env_line}\n\n{note}.\n\n{HEADER}\n{table}\n")

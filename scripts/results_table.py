@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Collect every results.json under RUNS_DIR into a markdown table against the paper
-(Mega, Mega-chunk, S4): mean ± std over the seeds of each setting, n, runs stuck at chance.
+(Mega, Mega-chunk, Megalodon, S4), with the model each run trained: mean ± std over the seeds of
+each setting, n, runs stuck at chance.
 Smoke or size-limited runs are listed but left out of the comparison unless
 --include-limited. Draws learning curves from the csv logs.
 

@@ -92,3 +92,8 @@ def test_each_megalodon_preset_runs_a_smoke_step(task, data_overrides, tmp_path,
     results = train(cfg)
     assert (results["steps"], results["experiment"], results["model"]) == (1, f"{task}_megalodon", "MegalodonEncoder")
     assert 0.0 <= results["test_acc"] <= 1.0
+    # the attention path is recorded: the official logistic laplace (approx), erf kernels on Path-X
+    softmax, laplace = {"softmax attention": ["blockwise", "sdpa"]}, {"laplace attention": ["approx"]}
+    want = {"listops": softmax, "text": softmax, "retrieval": softmax, "image": laplace, "pathfinder": laplace,
+            "pathx": {"laplace attention": ["blockwise"]}}
+    assert results["ran"]["attention_paths"] == want[task]

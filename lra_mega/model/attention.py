@@ -237,6 +237,14 @@ def _refuse(path: str, impl: str, fn: str, device: torch.device, dtype: torch.dt
         f"{finding.reason}; {fix}")
 
 
+@torch.compiler.assume_constant_result  # under torch.compile: recorded once, when traced
+def noted_path(fn: str, path: str) -> str:
+    """Record that ``path`` computes ``fn`` attention (results.json's ``ran``) for a path that
+    needs no self-check (Megalodon's logistic laplace, ``approx``); returns ``path``."""
+    selfcheck.note_ran(f"{fn} attention", path)
+    return path
+
+
 def checked_path(path: str, impl: str, fn: str, q: Tensor, v: Tensor, *, causal: bool, masked: bool,
                  dropout_p: float) -> str:
     """The path that runs in place of ``path`` (from :func:`_pick_impl`): itself, or the PyTorch

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import _ELEMENT_PATHS, ATTENTION_IMPLS, _pick_impl, checked_path, pad_to_chunks, visible_keys
+from ..attention import (
+    _ELEMENT_PATHS, ATTENTION_IMPLS, _pick_impl, checked_path, noted_path, pad_to_chunks, visible_keys,
+)
 from ..checks import check_choice, check_positive
 from ..kernels.naive import toeplitz
 
@@ -151,9 +153,11 @@ def normalized_attention(
     if rope is not None:
         q, k = rope(q), rope(k)
     vector = bias.vector(chunk) if bias is not None else q.new_zeros(2 * chunk - 1)
-    path = "approx" if fn == "laplace" and laplace_approx else _pick_impl(impl, fn, q, dropout_p)
-    if path != "approx":  # a fused path runs only after its one-time self-check (Mega's, shared)
-        path = checked_path(path, impl, fn, q, v, causal=causal, masked=mask is not None, dropout_p=dropout_p)
+    if fn == "laplace" and laplace_approx:
+        path = noted_path(fn, "approx")
+    else:  # a fused path runs only after its one-time self-check (Mega's, shared)
+        path = checked_path(_pick_impl(impl, fn, q, dropout_p), impl, fn, q, v, causal=causal,
+                            masked=mask is not None, dropout_p=dropout_p)
     if path == "sdpa":
         out = _sdpa(q, k, v, vector, mask, causal, dropout_p)
     else:

@@ -34,7 +34,7 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from out_paths import require_writable  # noqa: E402
-from bench_common import TASKS, environment, error_text, paper_shapes  # noqa: E402
+from bench_common import TASKS, build, environment, error_text, paper_shapes  # noqa: E402
 from benchmark_memory import MIB, saved_bytes, step_times  # noqa: E402
 
 SIZES = {"lite": ("{task}_lite", "{task}_megalodon_lite"), "paper": ("{task}_paper", "{task}_megalodon")}
@@ -45,8 +45,6 @@ HEADER = ("| task | size | model | params | chunk | saved MiB / example | fixed 
 
 def measure(task: str, size: str, args: argparse.Namespace) -> list[dict]:
     """Rows of one task and size: each model's memory and FLOPs, then the interleaved step times."""
-    from bench_common import build
-
     shapes = {m: paper_shapes([task], args.length, preset)[task] for m, preset in zip(MODELS, SIZES[size])}
     batch = shapes["Mega"].batch if size == "lite" else 1
     b1, b2 = args.memory_batches

@@ -153,6 +153,24 @@ def test_curves_distinct_colours_split_class_counts_legend_outside(tmp_path):
         assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()
 
 
+def test_many_runs_legend_is_not_clipped_nor_under_the_title(tmp_path):
+    rows = [[(0, 0.7, None), (1, 0.6, 0.5)]]
+    for i in range(40):  # long override names wrap to three legend lines each
+        _run(tmp_path, f"pathfinder_lite+data.difficulty=6,model.chunk_size=512,trainer.max_steps={i}",
+             "pathfinder", seed=1, digest=f"D{i}", curves=rows)
+    fig = curves_figure(collect(tmp_path))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert len(fig.legends[0].get_texts()) == 40
+    page = fig.bbox
+    assert page.y0 <= legend.y0 and legend.y1 <= page.y1 and legend.x1 <= page.x1, (legend, page)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert not title.overlaps(legend)
+    for ax in fig.axes:
+        assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+
+
 def test_script_writes_table_and_plot(tmp_path, run_cli):
     _run(tmp_path, "a", seed=1, curves=[[(0, 2.3, None), (1, 2.2, 0.2)]])
     proc = run_cli(str(tmp_path), "--include-limited", script="results_table.py")

@@ -2,7 +2,7 @@
 
 One line per run, each in its own colour; tasks with different class counts get their own
 axes (a 10-class and a 2-class cross-entropy start at ln 10 and ln 2); the legend sits
-outside the axes.
+outside the axes: the figure widens by the legend and grows taller when the legend would not fit.
 """
 
 from __future__ import annotations
@@ -104,9 +104,14 @@ def curves_figure(results: list[dict[str, Any]]):
             handles.append(line)
             labels.append(run_label(result))
     fig.suptitle("one line per run (dashed: never left chance, dotted: chance level); "
-                 "results.md gives mean ± std over seeds", fontsize="medium")
+                 "results.md gives mean ± std over seeds", fontsize="medium", x=0.01, ha="left")
     if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+        legend = fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+        fig.canvas.draw()  # a legend's size is known only once drawn
+        width, height = legend.get_window_extent().size / fig.dpi
+        fig.set_figwidth(12 + width)  # the axes keep their width beside the legend
+        if height + 0.5 > fig.get_figheight():  # many runs: grow the figure rather than clip the legend
+            fig.set_figheight(height + 0.5)
     return fig
 
 

@@ -87,3 +87,74 @@ def test_attention_stays_within_chunks():
     # per head: head 0 uses columns 0-1 of q, k, v only
     single = normalized_attention(q[:, :4, :2], k[:, :4, :2], v[:, :4, :2], rope=rope)
     torch.testing.assert_close(out[:, :4, :2], single)
+
+
+def _plain_logistic_laplace(q, k, v, key_mask, causal, chunk):
+    """Per chunk: σ(1.702·(q·kᵀ/√n − 0.707107)/0.282095) over the allowed keys, times v."""
+    out = torch.zeros(*q.shape[:2], v.size(-1), dtype=q.dtype)
+    for start in range(0, q.size(1), chunk):
+        rows = slice(start, start + chunk)
+        allowed = key_mask[:, None, rows].expand(-1, q[:, rows].size(1), -1)
+        if causal:
+            allowed = allowed & torch.ones(allowed.shape[1:], dtype=torch.bool).tril()
+        n = allowed.sum(-1, keepdim=True).clamp(min=1).to(q.dtype)
+        scores = q[:, rows] @ k[:, rows].transpose(1, 2) / n.sqrt()
+        weights = torch.sigmoid((scores - 0.707107) * (1.702 / 0.282095)) * allowed
+        out[:, rows] = weights @ v[:, rows]
+    return out
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("chunk", [12, 4])
+def test_logistic_laplace_runs_memory_lean_with_the_plain_formula_and_gradients(causal, chunk, monkeypatch):
+    """The official logistic laplace goes through the blockwise kernel (query blocks recomputed in
+    the backward): outputs and gradients equal the plain formula, padded keys masked."""
+    from lra_mega.model.kernels import blockwise
+
+    monkeypatch.setattr(blockwise, "BLOCK_ELEMENTS", 1)  # several query blocks per chunk
+    monkeypatch.setattr(blockwise, "MIN_BLOCK", 3)
+    torch.manual_seed(3)
+    q, k = torch.randn(2, 12, 6, dtype=torch.float64), torch.randn(2, 12, 6, dtype=torch.float64)
+    v = torch.randn(2, 12, 5, dtype=torch.float64)
+    key_mask = torch.ones(2, 12, dtype=torch.bool)
+    key_mask[1, 9:] = False
+    weight = torch.linspace(-1, 1, 5, dtype=torch.float64)
+
+    def grads(fn):
+        inputs = [t.clone().requires_grad_(True) for t in (q, k, v)]
+        out = fn(*inputs)
+        (out[key_mask] * weight).sum().backward()
+        return [out[key_mask]] + [t.grad for t in inputs]
+
+    lean = grads(lambda *t: normalized_attention(*t, fn="laplace", key_mask=key_mask, causal=causal, chunk_size=chunk))
+    plain = grads(lambda *t: _plain_logistic_laplace(*t, key_mask, causal, chunk))
+    for got, want in zip(lean, plain):
+        torch.testing.assert_close(got, want)
+
+
+def test_logistic_laplace_keeps_no_score_matrix_per_example():
+    length = 256
+
+    def saved_per_example(impl):
+        sizes = []
+        for batch in (1, 2):
+            q, k, v = (torch.randn(batch, length, d, requires_grad=True) for d in (16, 16, 40))
+            seen = {}
+
+            def pack(t):
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                normalized_attention(q, k, v, fn="laplace", impl=impl)
+            sizes.append(sum(seen.values()))
+        return sizes[1] - sizes[0]
+
+    assert saved_per_example("reference") >= length * length * 4  # the plain formula keeps (c, c)
+    assert saved_per_example("auto") <= length * (16 + 16 + 40 + 1) * 4  # q, k, v and n only
+
+
+def test_logistic_laplace_refuses_the_erf_only_triton_kernel():
+    q = torch.randn(1, 8, 4)
+    with pytest.raises(ValueError, match="laplace_approx=false"):
+        normalized_attention(q, q, q, fn="laplace", impl="triton")

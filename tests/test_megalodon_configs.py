@@ -38,7 +38,7 @@ def test_megalodon_presets_are_megas_recipe_with_the_official_architecture(task)
     assert (m.norm, m.prenorm, m.chunk_size, m.truncation, m.rel_pos, m.num_heads) == ("layernorm", True, -1, None,
                                                                                         "rotary", 1)
     assert (m.ffn_residual, m.norm_num_groups, m.omega_init, m.init_mode) == ("block", None, "normal", "bert")
-    assert m.laplace_approx == (task != "pathx")  # Path-X: the memory-lean erf kernels at 16,384 positions
+    assert m.laplace_approx  # the official logistic laplace, memory-lean at Path-X's 16,384 positions too
     # everything outside the encoder is Mega's paper run: data, optimiser, schedule, steps, head, fp32
     assert _plain(full, "model") == _plain(mega, "model")
     assert _plain(chunk, "model") == _plain(full, "model")
@@ -92,8 +92,8 @@ def test_each_megalodon_preset_runs_a_smoke_step(task, data_overrides, tmp_path,
     results = train(cfg)
     assert (results["steps"], results["experiment"], results["model"]) == (1, f"{task}_megalodon", "MegalodonEncoder")
     assert 0.0 <= results["test_acc"] <= 1.0
-    # the attention path is recorded: the official logistic laplace (approx), erf kernels on Path-X
-    softmax, laplace = {"softmax attention": ["blockwise", "sdpa"]}, {"laplace attention": ["approx"]}
+    # the attention path is recorded: the official logistic laplace through the blockwise kernel
+    softmax, laplace = {"softmax attention": ["blockwise", "sdpa"]}, {"laplace_approx attention": ["blockwise"]}
     want = {"listops": softmax, "text": softmax, "retrieval": softmax, "image": laplace, "pathfinder": laplace,
-            "pathx": {"laplace attention": ["blockwise"]}}
+            "pathx": laplace}
     assert results["ran"]["attention_paths"] == want[task]

@@ -240,7 +240,7 @@ def _refuse(path: str, impl: str, fn: str, device: torch.device, dtype: torch.dt
 @torch.compiler.assume_constant_result  # under torch.compile: recorded once, when traced
 def noted_path(fn: str, path: str) -> str:
     """Record that ``path`` computes ``fn`` attention (results.json's ``ran``) for a path that
-    needs no self-check (Megalodon's logistic laplace, ``approx``); returns ``path``."""
+    needs no self-check (Megalodon's logistic laplace, ``laplace_approx``); returns ``path``."""
     selfcheck.note_ran(f"{fn} attention", path)
     return path
 

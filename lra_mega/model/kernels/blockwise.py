@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from .naive import LAPLACE_MU, LAPLACE_SIGMA
+from .naive import APPROX_MU, APPROX_SIGMA, APPROX_SLOPE, LAPLACE_MU, LAPLACE_SIGMA
 
 BLOCK_ELEMENTS = 1 << 24  # ~64 MiB of fp32 per temporary
 MIN_BLOCK = 16
@@ -25,7 +25,12 @@ _SQRT2PI = math.sqrt(2.0 * math.pi)
 
 
 def activation_and_slope(a: Tensor, fn: str, with_slope: bool) -> tuple[Tensor, Tensor | None]:
-    """f(a) and, when asked, f'(a) for laplace or relu²; overwrites ``a`` (a fresh temporary)."""
+    """f(a) and, when asked, f'(a) for laplace, laplace_approx or relu²; overwrites ``a`` (a fresh
+    temporary)."""
+    if fn == "laplace_approx":  # f = σ(s·(a − μ)), f' = s·f·(1 − f)
+        weights = torch.sigmoid_(a.sub_(APPROX_MU).mul_(APPROX_SLOPE / APPROX_SIGMA))
+        slope = (1.0 - weights).mul_(weights).mul_(APPROX_SLOPE / APPROX_SIGMA) if with_slope else None
+        return weights, slope
     if fn == "laplace":
         z = a.sub_(LAPLACE_MU).div_(LAPLACE_SIGMA)
         slope = torch.exp(z.square().mul_(-0.5)).mul_(1.0 / (LAPLACE_SIGMA * _SQRT2PI)) if with_slope else None

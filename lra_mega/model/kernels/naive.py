@@ -17,6 +17,9 @@ from torch import Tensor
 
 LAPLACE_MU = math.sqrt(0.5)
 LAPLACE_SIGMA = math.sqrt(1.0 / (4.0 * math.pi))
+# Megalodon's (fairseq-apollo ``utils.laplace(x, mu=0.707107, sigma=0.282095, approx=True)``): the
+# logistic approximation σ(1.702·(x − μ)/σ) of the Gauss error curve above, max |Δ| ≈ 0.01
+APPROX_MU, APPROX_SIGMA, APPROX_SLOPE = 0.707107, 0.282095, 1.702
 
 
 def laplace(x: Tensor, mu: float = LAPLACE_MU, sigma: float = LAPLACE_SIGMA) -> Tensor:
@@ -24,12 +27,17 @@ def laplace(x: Tensor, mu: float = LAPLACE_MU, sigma: float = LAPLACE_SIGMA) -> 
     return 0.5 * (1.0 + torch.erf((x - mu) / (sigma * math.sqrt(2.0))))
 
 
+def logistic_laplace(x: Tensor) -> Tensor:
+    """Megalodon's laplace attention function σ(1.702·(x − μ)/σ) (``fn="laplace_approx"``)."""
+    return torch.sigmoid((x - APPROX_MU) * (APPROX_SLOPE / APPROX_SIGMA))
+
+
 def relu2(x: Tensor) -> Tensor:
     """Squared ReLU attention function."""
     return F.relu(x).square()
 
 
-ACTIVATIONS = {"laplace": laplace, "relu2": relu2}
+ACTIVATIONS = {"laplace": laplace, "laplace_approx": logistic_laplace, "relu2": relu2}
 
 
 def toeplitz(bias: Tensor, length: int) -> Tensor:

@@ -23,9 +23,6 @@ from ..checks import check_choice, check_positive
 from ..kernels.naive import toeplitz
 
 MASKED_SCORE = -1.0e4  # a padded or future key: exp() of it is 0, a row without keys stays finite
-# fairseq-apollo ``utils.laplace(x, mu=0.707107, sigma=0.282095, approx=True)``: the logistic
-# approximation σ(1.702·(x − μ)/σ) of the Gauss error curve 0.5·(1 + erf((x − μ)/(σ√2)))
-APPROX_MU, APPROX_SIGMA, APPROX_SLOPE = 0.707107, 0.282095, 1.702
 
 
 class RotaryEmbedding(nn.Module):
@@ -84,24 +81,13 @@ def _to_chunks(x: Tensor, chunk: int, heads: int) -> Tensor:
     return x.permute(0, 1, 3, 2, 4).reshape(-1, chunk, width // heads)
 
 
-def logistic_laplace(x: Tensor) -> Tensor:
-    """The official Megalodon laplace attention function (logistic approximation, max |Δ| ≈ 0.01 from erf)."""
-    return torch.sigmoid((x - APPROX_MU) * (APPROX_SLOPE / APPROX_SIGMA))
-
-
-def _approx_laplace_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, key_mask: Tensor | None,
-                              visible: Tensor, causal: bool, dropout_p: float) -> Tensor:
-    """Plain PyTorch (keeps (N, c, c) tensors): f(q·kᵀ/√n + bias) · v with f = :func:`logistic_laplace`."""
-    length = q.size(1)
-    scores = q @ k.transpose(-1, -2) / visible.unsqueeze(-1).to(q.dtype) + toeplitz(bias, length).to(q.dtype)
-    weights = logistic_laplace(scores)
-    allowed = None if key_mask is None else key_mask.unsqueeze(-2)
-    if causal:
-        tri = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
-        allowed = tri if allowed is None else allowed & tri
-    if allowed is not None:
-        weights = weights * allowed.to(weights.dtype)
-    return F.dropout(weights, p=dropout_p) @ v if dropout_p > 0.0 else weights @ v
+def _approx_path(impl: str, q: Tensor, dropout_p: float) -> str:
+    """The kernel of the logistic laplace: blockwise, or the reference (attention dropout, or asked)."""
+    path = _pick_impl(impl, "laplace", q, dropout_p)
+    if path == "triton" and impl == "triton":
+        raise ValueError("impl='triton' has only Mega's erf laplace; Megalodon's logistic laplace runs with "
+                         "impl='auto' (blockwise), or set laplace_approx=false for the erf curve")
+    return "blockwise" if path == "triton" else path
 
 
 def _sdpa(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, key_mask: Tensor | None, causal: bool,
@@ -138,8 +124,9 @@ def normalized_attention(
     attention); otherwise the length is padded to whole chunks (padded keys masked). ``rope``
     rotates q and k inside each chunk; ``bias`` adds a relative bias (one of them, or neither).
     ``impl`` as :func:`lra_mega.model.attend` (softmax: SDPA, or the blockwise path for CPU training).
-    ``fn="laplace"`` with ``laplace_approx`` (the official default): the logistic approximation, in
-    plain PyTorch; without it the erf curve of Mega through the shared (blockwise / Triton) kernels.
+    ``fn="laplace"`` with ``laplace_approx`` (the official default): the logistic approximation
+    through the shared PyTorch kernels (blockwise, or the reference with attention dropout; Triton
+    has only Mega's erf curve); without it the erf curve through the blockwise / Triton kernels.
     """
     check_choice("impl", impl, ATTENTION_IMPLS)
     batch, length, _ = q.shape
@@ -154,7 +141,8 @@ def normalized_attention(
         q, k = rope(q), rope(k)
     vector = bias.vector(chunk) if bias is not None else q.new_zeros(2 * chunk - 1)
     if fn == "laplace" and laplace_approx:
-        path = noted_path(fn, "approx")
+        fn = "laplace_approx"
+        path = noted_path(fn, _approx_path(impl, q, dropout_p))
     else:  # a fused path runs only after its one-time self-check (Mega's, shared)
         path = checked_path(_pick_impl(impl, fn, q, dropout_p), impl, fn, q, v, causal=causal,
                             masked=mask is not None, dropout_p=dropout_p)
@@ -165,11 +153,8 @@ def normalized_attention(
             visible = torch.ones(1, 1, device=q.device, dtype=torch.float32).expand(flat, chunk)
         else:  # official element_attention: q·kᵀ · rsqrt(n)
             visible = visible_keys(mask, causal, flat, chunk, q.device).sqrt()
-        if path == "approx":
-            out = _approx_laplace_attention(q, k, v, vector, mask, visible, causal, dropout_p)
-        else:
-                out = _ELEMENT_PATHS[path](q, k, v, vector.to(q.dtype), mask, visible, causal=causal, fn=fn,
-                                       dropout_p=dropout_p)
+        out = _ELEMENT_PATHS[path](q, k, v, vector.to(q.dtype), mask, visible, causal=causal, fn=fn,
+                                   dropout_p=dropout_p)
     out = out.view(batch, padded // chunk, heads, chunk, -1).permute(0, 1, 3, 2, 4)
     return out.reshape(batch, padded, -1)[:, :length]
 

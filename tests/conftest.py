@@ -75,3 +75,28 @@ def data_overrides(tmp_path_factory) -> dict[str, list[str]]:
         "pathfinder": [],
         "pathx": [],
     }
+
+
+@pytest.fixture(scope="session")
+def saved_per_example():
+    """``measure(attention, length)``: bytes autograd saves per example for one call
+    ``attention(q, k, v)`` with q, k (B, length, 16), v (B, length, 40): batch 2 minus batch 1."""
+    import torch
+
+    def measure(attention, length: int = 256) -> int:
+        sizes = []
+        for batch in (1, 2):
+            torch.manual_seed(0)
+            q, k, v = (torch.randn(batch, length, d, requires_grad=True) for d in (16, 16, 40))
+            seen = {}
+
+            def pack(t):
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                attention(q, k, v)
+            sizes.append(sum(seen.values()))
+        return sizes[1] - sizes[0]
+
+    return measure

@@ -185,31 +185,17 @@ def test_softmax_blockwise_gradients_equal_sdpa(causal, monkeypatch):
         assert torch.allclose(lean, ref, atol=1e-5)
 
 
-def _saved_per_example(fn, length=256, impl="auto"):
-    """Bytes autograd saves per example for one attend call (batch 2 minus batch 1)."""
-    sizes = []
-    for batch in (1, 2):
-        torch.manual_seed(0)
-        q, k, v = (torch.randn(batch, length, d, requires_grad=True) for d in (16, 16, 40))
-        bias = SimpleRelativePositionalBias(length)
-        seen = {}
-
-        def pack(t):
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            attend(q, k, v, fn=fn, bias=bias, impl=impl)
-        sizes.append(sum(seen.values()))
-    return sizes[1] - sizes[0]
-
-
 @pytest.mark.parametrize("fn", ["softmax", "laplace"])
-def test_lean_paths_keep_no_score_matrix_per_example(fn):
+def test_lean_paths_keep_no_score_matrix_per_example(fn, saved_per_example):
     length = 256
     score_matrix = length * length * 4
-    assert _saved_per_example(fn, length, "reference") >= score_matrix  # the plain paths keep (c, c)
-    assert _saved_per_example(fn, length, "auto") <= length * (16 + 16 + 40 + 1) * 4  # q, k, v and n only
+
+    def saved(impl):
+        bias = SimpleRelativePositionalBias(length)
+        return saved_per_example(lambda q, k, v: attend(q, k, v, fn=fn, bias=bias, impl=impl), length)
+
+    assert saved("reference") >= score_matrix  # the plain paths keep (c, c)
+    assert saved("auto") <= length * (16 + 16 + 40 + 1) * 4  # q, k, v and n only
 
 
 def test_sdpa_gets_equal_widths():

@@ -32,6 +32,7 @@ __all__ = ["ATTENTION_FUNCTIONS", "ATTENTION_IMPLS", "LAPLACE_MU", "LAPLACE_SIGM
 
 ATTENTION_FUNCTIONS = ("softmax", "laplace", "relu2")
 ATTENTION_IMPLS = ("auto", "reference", "blockwise", "triton")
+TRITON_FUNCTIONS = ("laplace", "relu2")  # what the Triton kernel fuses (kernels/triton_laplace.py FUNCTIONS)
 _ELEMENT_PATHS = {
     "reference": naive_element_attention,
     "blockwise": blockwise_element_attention,
@@ -120,11 +121,14 @@ def _pick_impl(impl: str, fn: str, q: Tensor, dropout_p: float) -> str:
         # SDPA's CPU kernels take the (c, c) math path when the bias needs a gradient
         lean_cpu = impl == "auto" and not _on_gpu(q) and torch.is_grad_enabled() and dropout_p == 0.0
         return "blockwise" if impl == "blockwise" or lean_cpu else "sdpa"
+    if impl == "triton" and fn not in TRITON_FUNCTIONS:  # laplace_approx: Megalodon's logistic curve
+        raise ValueError(f"impl='triton' has no {fn} kernel; use impl='auto' (blockwise), or for Megalodon "
+                         "laplace_approx=false (the erf laplace, which the Triton kernel fuses)")
     if impl != "auto":
         return impl
     if dropout_p > 0.0:
         return "reference"
-    return "triton" if _on_gpu(q) and HAS_TRITON else "blockwise"
+    return "triton" if _on_gpu(q) and HAS_TRITON and fn in TRITON_FUNCTIONS else "blockwise"
 
 
 def _gpu_only(path: str, on_gpu: bool) -> bool:
@@ -235,14 +239,6 @@ def _refuse(path: str, impl: str, fn: str, device: torch.device, dtype: torch.dt
     raise selfcheck.SelfCheckError(
         f"attention_impl={impl!r}: the {path} attention path failed its self-check ({finding.label()}): "
         f"{finding.reason}; {fix}")
-
-
-@torch.compiler.assume_constant_result  # under torch.compile: recorded once, when traced
-def noted_path(fn: str, path: str) -> str:
-    """Record that ``path`` computes ``fn`` attention (results.json's ``ran``) for a path that
-    needs no self-check (Megalodon's logistic laplace, ``laplace_approx``); returns ``path``."""
-    selfcheck.note_ran(f"{fn} attention", path)
-    return path
 
 
 def checked_path(path: str, impl: str, fn: str, q: Tensor, v: Tensor, *, causal: bool, masked: bool,

@@ -107,8 +107,7 @@ def curves_figure(results: list[dict[str, Any]]):
                  "results.md gives mean ± std over seeds", fontsize="medium", x=0.01, ha="left")
     if handles:
         legend = fig.legend(handles, labels, loc="outside right upper", fontsize="small")
-        fig.canvas.draw()  # a legend's size is known only once drawn
-        width, height = legend.get_window_extent().size / fig.dpi
+        width, height = legend.get_window_extent(fig.canvas.get_renderer()).size / fig.dpi
         fig.set_figwidth(12 + width)  # the axes keep their width beside the legend
         if height + 0.5 > fig.get_figheight():  # many runs: grow the figure rather than clip the legend
             fig.set_figheight(height + 0.5)

@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import (
-    _ELEMENT_PATHS, ATTENTION_IMPLS, _pick_impl, checked_path, noted_path, pad_to_chunks, visible_keys,
-)
+from ..attention import _ELEMENT_PATHS, ATTENTION_IMPLS, _pick_impl, checked_path, pad_to_chunks, visible_keys
 from ..checks import check_choice, check_positive
 from ..kernels.naive import toeplitz
 
@@ -81,15 +79,6 @@ def _to_chunks(x: Tensor, chunk: int, heads: int) -> Tensor:
     return x.permute(0, 1, 3, 2, 4).reshape(-1, chunk, width // heads)
 
 
-def _approx_path(impl: str, q: Tensor, dropout_p: float) -> str:
-    """The kernel of the logistic laplace: blockwise, or the reference (attention dropout, or asked)."""
-    path = _pick_impl(impl, "laplace", q, dropout_p)
-    if path == "triton" and impl == "triton":
-        raise ValueError("impl='triton' has only Mega's erf laplace; Megalodon's logistic laplace runs with "
-                         "impl='auto' (blockwise), or set laplace_approx=false for the erf curve")
-    return "blockwise" if path == "triton" else path
-
-
 def _sdpa(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, key_mask: Tensor | None, causal: bool,
           dropout_p: float) -> Tensor:
     """softmax(q·kᵀ + bias) · v over (N, c, ·) chunks, scale 1, padded / future keys masked."""
@@ -141,11 +130,10 @@ def normalized_attention(
         q, k = rope(q), rope(k)
     vector = bias.vector(chunk) if bias is not None else q.new_zeros(2 * chunk - 1)
     if fn == "laplace" and laplace_approx:
-        fn = "laplace_approx"
-        path = noted_path(fn, _approx_path(impl, q, dropout_p))
-    else:  # a fused path runs only after its one-time self-check (Mega's, shared)
-        path = checked_path(_pick_impl(impl, fn, q, dropout_p), impl, fn, q, v, causal=causal,
-                            masked=mask is not None, dropout_p=dropout_p)
+        fn = "laplace_approx"  # the PyTorch kernels' logistic curve (Triton fuses only the erf one)
+    # a fused path runs only after its one-time self-check (Mega's, shared)
+    path = checked_path(_pick_impl(impl, fn, q, dropout_p), impl, fn, q, v, causal=causal,
+                        masked=mask is not None, dropout_p=dropout_p)
     if path == "sdpa":
         out = _sdpa(q, k, v, vector, mask, causal, dropout_p)
     else:
